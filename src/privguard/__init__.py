@@ -1,0 +1,56 @@
+"""privguard: a privacy policy as code for event platforms."""
+
+from ._errors import (
+    AlreadyEncrypted,
+    AuthenticationFailed,
+    BadFormat,
+    ConsentRequired,
+    CryptoError,
+    KeyringError,
+    MigrationError,
+    PolicyError,
+    PrivguardError,
+    PurposeDenied,
+    RedactionError,
+    RetiredKey,
+    StoreError,
+    StoreUnavailable,
+    UnknownCategory,
+    UnknownKey,
+    UnknownPurpose,
+    UnknownRecipientKind,
+    UnparseableBody,
+)
+from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EEA",
+    "AlreadyEncrypted",
+    "AuthenticationFailed",
+    "BadFormat",
+    "Categories",
+    "ConsentRequired",
+    "CryptoError",
+    "KeyringError",
+    "MigrationError",
+    "PolicyError",
+    "PrivguardError",
+    "PurposeDenied",
+    "Purposes",
+    "RecipientKind",
+    "RedactionError",
+    "RetiredKey",
+    "StoreError",
+    "StoreUnavailable",
+    "SubjectKind",
+    "Taxonomy",
+    "UnknownCategory",
+    "UnknownKey",
+    "UnknownPurpose",
+    "UnknownRecipientKind",
+    "UnparseableBody",
+    "__version__",
+    "covers",
+]
