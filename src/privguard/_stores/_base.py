@@ -1,0 +1,104 @@
+"""The store interface.
+
+Every store serves sync and async callers. Sync methods do the I/O; the async ``a*``
+twins default to running the sync method in a worker thread (``asyncio.to_thread``), so
+a check made on the event loop never blocks it. A store with a native async driver
+(PostgreSQL) overrides them.
+
+A store keeps records and answers queries. It never decides: no policy, no purposes
+beyond the strings it is given.
+
+Failure contract: any failure to read or write raises :class:`StoreUnavailable`
+(``MigrationError`` for schema trouble). Writes of a sequence are atomic: all or none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import AbstractContextManager
+
+from .._records import CollectionRecord, ConsentEvent, ConsentState
+
+__all__ = ["Store", "SubjectKey"]
+
+SubjectKey = tuple[str, str, str]
+"""(controller, subject kind, subject id)."""
+
+
+class Store(ABC):
+    """Where privguard keeps consents, provenance and (later) disclosures and audit."""
+
+    #: A short name for messages and metrics ("memory", "sqlite", "postgresql").
+    name: str = "store"
+
+    # -- lifecycle -----------------------------------------------------------------
+    @abstractmethod
+    def migrate(self) -> None:
+        """Bring the schema to this code's version. Idempotent."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group writes from this thread: all of them land, or none."""
+
+    # -- consents ------------------------------------------------------------------
+    @abstractmethod
+    def append_consent_events(self, events: Sequence[ConsentEvent]) -> None:
+        """Append to the history and update the current state, atomically."""
+
+    @abstractmethod
+    def consent_states(self, subject: SubjectKey) -> tuple[ConsentState, ...]:
+        """The current state of every (purpose, scope) the subject has ever touched."""
+
+    @abstractmethod
+    def consent_history(self, subject: SubjectKey) -> tuple[ConsentEvent, ...]:
+        """Every consent event of the subject, oldest first."""
+
+    @abstractmethod
+    def change_token(self) -> Hashable:
+        """A value that changes whenever consent data changes, in any process.
+
+        Cheap: called before a cached consent state is trusted.
+        """
+
+    # -- provenance ----------------------------------------------------------------
+    @abstractmethod
+    def append_collections(self, records: Sequence[CollectionRecord]) -> None: ...
+
+    @abstractmethod
+    def collections(self, subject: SubjectKey) -> tuple[CollectionRecord, ...]: ...
+
+    # -- async twins -----------------------------------------------------------------
+    async def amigrate(self) -> None:
+        await asyncio.to_thread(self.migrate)
+
+    async def aappend_consent_events(self, events: Sequence[ConsentEvent]) -> None:
+        await asyncio.to_thread(self.append_consent_events, events)
+
+    async def aconsent_states(self, subject: SubjectKey) -> tuple[ConsentState, ...]:
+        return await asyncio.to_thread(self.consent_states, subject)
+
+    async def aconsent_history(self, subject: SubjectKey) -> tuple[ConsentEvent, ...]:
+        return await asyncio.to_thread(self.consent_history, subject)
+
+    async def achange_token(self) -> Hashable:
+        return await asyncio.to_thread(self.change_token)
+
+    async def aappend_collections(self, records: Sequence[CollectionRecord]) -> None:
+        await asyncio.to_thread(self.append_collections, records)
+
+    async def acollections(self, subject: SubjectKey) -> tuple[CollectionRecord, ...]:
+        return await asyncio.to_thread(self.collections, subject)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[None]:  # pragma: no cover - guard against misuse
+        raise TypeError("a Store is not iterable")

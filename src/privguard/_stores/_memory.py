@@ -1,0 +1,107 @@
+"""An in-memory store for tests and examples. One process only; nothing survives it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+
+from .._errors import StoreUnavailable
+from .._records import CollectionRecord, ConsentAction, ConsentEvent, ConsentState
+from ._base import Store, SubjectKey
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(Store):
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._history: dict[SubjectKey, list[ConsentEvent]] = {}
+        self._state: dict[SubjectKey, dict[tuple[str, str], ConsentState]] = {}
+        self._collections: dict[SubjectKey, list[CollectionRecord]] = {}
+        self._event_ids: set[str] = set()
+        self._seq = 0
+        self._version = 0
+        self._closed = False
+        #: Set to True to simulate an outage (tests of fail-closed behaviour).
+        self.unavailable = False
+
+    def _check(self) -> None:
+        if self._closed or self.unavailable:
+            raise StoreUnavailable("memory store is unavailable")
+
+    def migrate(self) -> None:
+        self._check()
+
+    def close(self) -> None:
+        self._closed = True
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._check()
+            snapshot = (
+                {k: list(v) for k, v in self._history.items()},
+                {k: dict(v) for k, v in self._state.items()},
+                {k: list(v) for k, v in self._collections.items()},
+                set(self._event_ids),
+                self._seq,
+            )
+            try:
+                yield
+            except BaseException:
+                (self._history, self._state, self._collections, self._event_ids, self._seq) = (
+                    snapshot
+                )
+                self._version += 1
+                raise
+
+    def append_consent_events(self, events: Sequence[ConsentEvent]) -> None:
+        with self._lock:
+            self._check()
+            ids = [e.event_id for e in events]
+            if len(set(ids)) != len(ids) or self._event_ids.intersection(ids):
+                raise StoreUnavailable("duplicate consent event id")
+            for event in events:
+                key = (event.controller, event.subject_kind, event.subject_id)
+                self._history.setdefault(key, []).append(event)
+                self._seq += 1
+                self._state.setdefault(key, {})[(event.purpose, event.scope.key)] = ConsentState(
+                    consent_id=event.consent_id,
+                    purpose=event.purpose,
+                    scope=event.scope,
+                    granted=event.action is ConsentAction.GRANT,
+                    policy_version=event.policy_version,
+                    at=event.at,
+                    seq=self._seq,
+                )
+            self._event_ids.update(ids)
+            self._version += 1
+
+    def consent_states(self, subject: SubjectKey) -> tuple[ConsentState, ...]:
+        with self._lock:
+            self._check()
+            return tuple(self._state.get(subject, {}).values())
+
+    def consent_history(self, subject: SubjectKey) -> tuple[ConsentEvent, ...]:
+        with self._lock:
+            self._check()
+            return tuple(self._history.get(subject, ()))
+
+    def change_token(self) -> Hashable:
+        self._check()
+        return self._version
+
+    def append_collections(self, records: Sequence[CollectionRecord]) -> None:
+        with self._lock:
+            self._check()
+            for record in records:
+                key = (record.controller, record.subject_kind, record.subject_id)
+                self._collections.setdefault(key, []).append(record)
+
+    def collections(self, subject: SubjectKey) -> tuple[CollectionRecord, ...]:
+        with self._lock:
+            self._check()
+            return tuple(self._collections.get(subject, ()))
