@@ -1,5 +1,7 @@
 """privguard: a privacy policy as code for event platforms."""
 
+from ._consent import ConsentLedger, ConsentRecord
+from ._decisions import Decider, Decision, Reason
 from ._errors import (
     AlreadyEncrypted,
     AuthenticationFailed,
@@ -21,29 +23,64 @@ from ._errors import (
     UnknownRecipientKind,
     UnparseableBody,
 )
+from ._policy import ANY_PURPOSE, Basis, Operator, Policy, Protection, Rule
+from ._records import (
+    CollectionRecord,
+    ConsentAction,
+    ConsentEvent,
+    ConsentMethod,
+    ConsentState,
+    Evidence,
+)
+from ._stores import MemoryStore, Store
+from ._subject import PLATFORM, Provenance, Scope, Source, Subject
 from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANY_PURPOSE",
     "EEA",
+    "PLATFORM",
     "AlreadyEncrypted",
     "AuthenticationFailed",
     "BadFormat",
+    "Basis",
     "Categories",
+    "CollectionRecord",
+    "ConsentAction",
+    "ConsentEvent",
+    "ConsentLedger",
+    "ConsentMethod",
+    "ConsentRecord",
     "ConsentRequired",
+    "ConsentState",
     "CryptoError",
+    "Decider",
+    "Decision",
+    "Evidence",
     "KeyringError",
+    "MemoryStore",
     "MigrationError",
+    "Operator",
+    "Policy",
     "PolicyError",
     "PrivguardError",
+    "Protection",
+    "Provenance",
     "PurposeDenied",
     "Purposes",
+    "Reason",
     "RecipientKind",
     "RedactionError",
     "RetiredKey",
+    "Rule",
+    "Scope",
+    "Source",
+    "Store",
     "StoreError",
     "StoreUnavailable",
+    "Subject",
     "SubjectKind",
     "Taxonomy",
     "UnknownCategory",
