@@ -8,6 +8,7 @@ exported to Fides later. A rule on a parent covers its children.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -326,9 +327,12 @@ _DEFAULT_JURISDICTION_GROUPS: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
+_KEY: Final = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
+
+
 def _check_hierarchy(kind: str, entries: Mapping[str, str]) -> None:
     for key in entries:
-        if not key or key != key.strip() or " " in key or ".." in key or key.endswith("."):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise PolicyError(f"invalid {kind} key {key!r}: use dotted snake_case")
         parent, _, _ = key.rpartition(".")
         if parent and parent not in entries:
