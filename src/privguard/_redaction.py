@@ -1,0 +1,859 @@
+"""Structured redaction: dicts and lists (JSON), dataclasses, Pydantic models, free text.
+
+Fields map to categories by, in order of precedence:
+
+1. annotations on the host's own types (``Annotated[str, Personal("user.contact.email")]``,
+   or dataclass field metadata ``{"privguard": "user.contact.email"}``);
+2. path patterns (``attendees[*].email``, ``**.card_number``);
+3. a default list of key names (``email``, ``phone``, ``card_number``, ``pan``, ``cvv``,
+   ``iban``, ...), matched case- and separator-insensitively, also as a suffix
+   (``billingEmail``);
+4. the free-text detectors on strings under keys that say nothing (``notes``).
+
+Everything below a categorised key has that category. The input is never mutated; the
+result has the same shape (``remove`` leaves ``None`` in place of the value). The
+per-key and per-type plans are computed once and cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import decimal
+import enum
+import json
+import re
+import typing
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from ._errors import PolicyError, RedactionError, UnparseableBody
+from ._operators import label, mask_card, mask_email, mask_generic, mask_phone
+from ._policy import Operator, Policy, Protection
+from ._taxonomy import Categories as C
+from ._taxonomy import RecipientKind, Taxonomy, covers
+
+if TYPE_CHECKING:
+    from ._crypto import Keyring
+    from ._detection import Finding, TextScanner
+
+__all__ = [
+    "DEFAULT_KEY_NAMES",
+    "DEFAULT_OPERATORS",
+    "Personal",
+    "RedactionContext",
+    "Redactor",
+    "normalize_key",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Personal:
+    """Marks a field of the host's own type as personal data of ``category``.
+
+    >>> @dataclass
+    ... class Attendee:
+    ...     email: Annotated[str, Personal("user.contact.email")]
+    """
+
+    category: str
+    operator: Operator | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionContext:
+    """Opaque ids that bind keyed operators (encrypt, tokenize, pseudonymize)."""
+
+    tenant: str = ""
+    table: str = ""
+    record_id: str = ""
+    purpose: str = ""
+
+
+_SEPARATORS: Final = re.compile(r"[\s_\-.]+")
+
+
+def normalize_key(key: str) -> str:
+    """``Card-Number`` / ``card_number`` / ``cardNumber`` all become ``cardnumber``."""
+    return _SEPARATORS.sub("", key).lower()
+
+
+# Exact key names (normalised). In the spirit of sentry-python's denylist, but wider.
+DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
+    **dict.fromkeys(["email", "emailaddress", "mail", "email1", "email2", "workemail"], C.EMAIL),
+    **dict.fromkeys(
+        [
+            "phone",
+            "phonenumber",
+            "telephone",
+            "tel",
+            "mobile",
+            "mobilephone",
+            "cell",
+            "cellphone",
+            "msisdn",
+            "whatsapp",
+        ],
+        C.PHONE,
+    ),
+    "fax": C.FAX,
+    "faxnumber": C.FAX,
+    **dict.fromkeys(
+        [
+            "cardnumber",
+            "ccnumber",
+            "creditcard",
+            "creditcardnumber",
+            "debitcard",
+            "pan",
+            "cardno",
+            "ccnum",
+            "card",
+            "primaryaccountnumber",
+        ],
+        C.CARD,
+    ),
+    **dict.fromkeys(
+        ["cvv", "cvv2", "cvc", "cvc2", "cid", "securitycode", "cardsecuritycode", "csc"],
+        C.CARD_SECURITY_CODE,
+    ),
+    **dict.fromkeys(
+        [
+            "expiry",
+            "expirydate",
+            "expiration",
+            "expirationdate",
+            "exp",
+            "expdate",
+            "cardexpiry",
+            "cardexpiration",
+            "expmonth",
+            "expyear",
+        ],
+        C.CARD_EXPIRY,
+    ),
+    "iban": C.IBAN,
+    **dict.fromkeys(
+        ["bankaccount", "accountnumber", "bic", "swift", "routingnumber"], C.BANK_ACCOUNT
+    ),
+    "billingaddress": C.BILLING_ADDRESS,
+    **dict.fromkeys(["ip", "ipaddress", "remoteaddr", "clientip", "xforwardedfor"], C.IP_ADDRESS),
+    **dict.fromkeys(
+        [
+            "firstname",
+            "givenname",
+            "lastname",
+            "surname",
+            "familyname",
+            "fullname",
+            "middlename",
+            "displayname",
+            "attendeename",
+            "contactname",
+        ],
+        C.NAME,
+    ),
+    **dict.fromkeys(
+        [
+            "address",
+            "streetaddress",
+            "street",
+            "address1",
+            "address2",
+            "addressline1",
+            "addressline2",
+            "postaladdress",
+            "homeaddress",
+        ],
+        C.ADDRESS,
+    ),
+    **dict.fromkeys(["zip", "zipcode", "postcode", "postalcode"], C.POSTAL_CODE),
+    **dict.fromkeys(["dob", "dateofbirth", "birthdate", "birthday"], C.DATE_OF_BIRTH),
+    **dict.fromkeys(
+        [
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "apikey",
+            "accesstoken",
+            "refreshtoken",
+            "authorization",
+            "sessionid",
+            "cookie",
+        ],
+        C.CREDENTIALS,
+    ),
+    "ssn": C.USER_ID,
+    "socialsecuritynumber": C.USER_ID,
+    "passportnumber": C.USER_ID,
+}
+
+# A key that ends in one of these is that category (``billingEmail``, ``contact_phone``).
+_SUFFIXES: Final[tuple[tuple[str, str], ...]] = (
+    ("emailaddress", C.EMAIL),
+    ("email", C.EMAIL),
+    ("phonenumber", C.PHONE),
+    ("phone", C.PHONE),
+    ("mobile", C.PHONE),
+    ("cardnumber", C.CARD),
+    ("ccnumber", C.CARD),
+    ("iban", C.IBAN),
+    ("cvv", C.CARD_SECURITY_CODE),
+    ("cvc", C.CARD_SECURITY_CODE),
+    ("ipaddress", C.IP_ADDRESS),
+    ("password", C.CREDENTIALS),
+    ("firstname", C.NAME),
+    ("lastname", C.NAME),
+    ("fullname", C.NAME),
+)
+
+#: What happens to each category when nothing more specific is configured.
+DEFAULT_OPERATORS: Final[Mapping[str, Operator]] = {
+    "user": Operator.LABEL,
+    C.EMAIL: Operator.MASK,
+    C.PHONE: Operator.MASK,
+    C.CARD: Operator.MASK,
+    C.CARD_SECURITY_CODE: Operator.REMOVE,
+    C.IBAN: Operator.MASK,
+    C.CREDENTIALS: Operator.REMOVE,
+}
+
+_STRICTNESS: Final = {
+    Operator.KEEP: 0,
+    Operator.TOKENIZE: 1,
+    Operator.ENCRYPT: 1,
+    Operator.PSEUDONYMIZE: 2,
+    Operator.MASK: 3,
+    Operator.LABEL: 4,
+    Operator.REMOVE: 5,
+}
+
+_SAFE_SCALARS: Final = (
+    int,
+    float,
+    bool,
+    type(None),
+    decimal.Decimal,
+    _dt.date,
+    _dt.datetime,
+    _dt.time,
+    _dt.timedelta,
+    uuid.UUID,
+)
+
+MAX_DEPTH: Final = 200
+_NUMBERS: Final = (int, float, bool)
+
+
+# -- path patterns --------------------------------------------------------------------------
+_SEGMENT: Final = re.compile(r"\[\*\]|\[(\d+)\]|\*\*|\*|[^.\[\]]+")
+
+
+def _compile_pattern(pattern: str) -> tuple[str, ...]:
+    """``attendees[*].email`` → ``("attendees", "[]", "email")``; ``**`` any depth."""
+    text = pattern.removeprefix("$.").removeprefix("$")
+    segments: list[str] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos] == ".":
+            pos += 1
+            continue
+        m = _SEGMENT.match(text, pos)
+        if m is None:
+            raise PolicyError(f"invalid path pattern {pattern!r}")
+        token = m.group(0)
+        segments.append("[]" if token.startswith("[") else token)
+        pos = m.end()
+    if not segments:
+        raise PolicyError(f"empty path pattern {pattern!r}")
+    return tuple(segments)
+
+
+class _PathAutomaton:
+    """Matches paths against many patterns at once; transitions cached by (state, step)."""
+
+    __slots__ = ("_cache", "categories", "patterns")
+
+    def __init__(self, patterns: Mapping[str, str]) -> None:
+        self.patterns = [(_compile_pattern(p), c) for p, c in patterns.items()]
+        self.categories: dict[frozenset[tuple[int, int]], str | None] = {}
+        self._cache: dict[tuple[frozenset[tuple[int, int]], str], frozenset[tuple[int, int]]] = {}
+
+    def start(self) -> frozenset[tuple[int, int]]:
+        return self._close(frozenset((i, 0) for i in range(len(self.patterns))))
+
+    def _close(self, positions: frozenset[tuple[int, int]]) -> frozenset[tuple[int, int]]:
+        out = set(positions)
+        for i, j in positions:
+            segs = self.patterns[i][0]
+            while j < len(segs) and segs[j] == "**":
+                j += 1
+                out.add((i, j))
+        return frozenset(out)
+
+    def step(self, state: frozenset[tuple[int, int]], key: str) -> frozenset[tuple[int, int]]:
+        """``key`` is a dict key, or ``"[]"`` for a list element."""
+        cache_key = (state, key)
+        nxt = self._cache.get(cache_key)
+        if nxt is None:
+            out: set[tuple[int, int]] = set()
+            for i, j in state:
+                segs = self.patterns[i][0]
+                if j >= len(segs):
+                    continue
+                seg = segs[j]
+                if seg == "**":
+                    out.add((i, j))  # ** consumes this step and stays
+                    if (j + 1 < len(segs) and segs[j + 1] in (key, "*")) or (
+                        j + 1 < len(segs) and segs[j + 1] == "[]" and key == "[]"
+                    ):
+                        out.add((i, j + 2))
+                elif seg == key or (seg == "*" and key != "[]"):
+                    out.add((i, j + 1))
+            nxt = self._close(frozenset(out))
+            if len(self._cache) < 65536:
+                self._cache[cache_key] = nxt
+        return nxt
+
+    def category(self, state: frozenset[tuple[int, int]]) -> str | None:
+        if state in self.categories:
+            return self.categories[state]
+        found = None
+        for i, j in state:
+            segs, cat = self.patterns[i]
+            if j == len(segs):
+                found = cat
+                break
+        self.categories[state] = found
+        return found
+
+
+_EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
+
+
+# -- the redactor -----------------------------------------------------------------------------
+class Redactor:
+    """Redacts data for an audience (a recipient kind, or ``None`` for any client).
+
+    The same record redacts differently per audience: with the default policy a card
+    number stays readable only for a ``payment_processor`` (C03, C10).
+
+    >>> redactor = Redactor(Policy.default(), paths={"attendees[*].badge": "user.name"})
+    >>> redactor.redact({"email": "jane@example.com"})
+    {'email': 'j***@example.com'}
+    """
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        paths: Mapping[str, str] | None = None,
+        key_names: Mapping[str, str] | None = None,
+        extra_key_names: Mapping[str, str] | None = None,
+        detect_text: bool = True,
+        scanner: TextScanner | None = None,
+        operators: Mapping[str, Operator | str] | None = None,
+        audiences: Mapping[RecipientKind | str | None, Mapping[str, Operator | str]] | None = None,
+        card_keep_first: int = 0,
+        keyring: Keyring | None = None,
+        max_depth: int = MAX_DEPTH,
+    ) -> None:
+        if policy is None:
+            policy = Policy.default()
+        self.policy = policy
+        self.taxonomy: Taxonomy = policy.taxonomy
+        self.protections: tuple[Protection, ...] = policy.protections
+        names = dict(DEFAULT_KEY_NAMES if key_names is None else key_names)
+        names.update(extra_key_names or {})
+        self._key_names = {normalize_key(k): self.taxonomy.category(c) for k, c in names.items()}
+        self._suffixes = tuple(
+            (s, c) for s, c in _SUFFIXES if key_names is None and c in self.taxonomy.categories
+        )
+        self._paths = _PathAutomaton(
+            {p: self.taxonomy.category(c) for p, c in (paths or {}).items()}
+        )
+        self._has_paths = bool(paths)
+        self._operators = self._check_ops(operators or {})
+        self._audiences = {
+            (None if a is None else self.taxonomy.recipient_kind(a)): self._check_ops(ops)
+            for a, ops in (audiences or {}).items()
+        }
+        if not 0 <= card_keep_first <= 6:
+            raise PolicyError("card_keep_first must be 0..6 (PCI DSS 3.4.1: at most BIN + last 4)")
+        self._card_keep_first = card_keep_first
+        self._detect = detect_text
+        if scanner is None and detect_text:
+            from ._detection import DEFAULT_SCANNER
+
+            scanner = DEFAULT_SCANNER
+        self._scanner = scanner
+        self._max_depth = max_depth
+        self._keyring = keyring
+        self._keyed: _KeyedOps | None = None
+        needs_keys = {Operator.ENCRYPT, Operator.TOKENIZE, Operator.PSEUDONYMIZE}
+        configured = set(self._operators.values()).union(
+            *(ops.values() for ops in self._audiences.values())
+        )
+        if configured & needs_keys and keyring is None:
+            raise PolicyError("encrypt, tokenize and pseudonymize need a keyring")
+        self._key_cat: dict[str, str | None] = {}
+        self._op_cache: dict[tuple[str, RecipientKind | None], Operator] = {}
+        self._type_plans: dict[type, tuple[tuple[str, str | None], ...]] = {}
+
+    def _check_ops(self, ops: Mapping[str, Operator | str]) -> dict[str, Operator]:
+        out: dict[str, Operator] = {}
+        for category, op in ops.items():
+            try:
+                out[self.taxonomy.category(category)] = Operator(op)
+            except ValueError:
+                raise PolicyError(f"unknown operator {op!r} for {category!r}") from None
+        return out
+
+    # -- what happens to a category -----------------------------------------------------
+    def operator_for(self, category: str, audience: RecipientKind | None = None) -> Operator:
+        cache_key = (category, audience)
+        op = self._op_cache.get(cache_key)
+        if op is None:
+            op = self._resolve(category, audience)
+            self._op_cache[cache_key] = op
+        return op
+
+    def _configured(self, category: str, audience: RecipientKind | None) -> Operator | None:
+        ancestors = self.taxonomy.ancestors(category)
+        for table in (self._audiences.get(audience), self._operators):
+            if table:
+                for a in ancestors:
+                    if a in table:
+                        return table[a]
+        return None
+
+    def _resolve(self, category: str, audience: RecipientKind | None) -> Operator:
+        configured = self._configured(category, audience)
+        default = next(
+            (
+                DEFAULT_OPERATORS[a]
+                for a in self.taxonomy.ancestors(category)
+                if a in DEFAULT_OPERATORS
+            ),
+            Operator.LABEL,
+        )
+        for protection in self.protections:
+            if covers(protection.category, category) or covers(category, protection.category):
+                if audience in protection.readable_by:
+                    return configured if configured is not None else Operator.KEEP
+                # A protection can be tightened by configuration, never loosened.
+                if configured is not None and configured is not Operator.KEEP:
+                    return configured
+                return protection.operator
+        return configured if configured is not None else default
+
+    # -- applying operators -----------------------------------------------------------------
+    def apply(
+        self,
+        category: str,
+        value: str,
+        *,
+        audience: RecipientKind | None = None,
+        context: RedactionContext | None = None,
+        field: str = "",
+    ) -> str | None:
+        """Apply the operator for ``category`` and ``audience`` to one value."""
+        op = self.operator_for(category, audience)
+        return self._apply_op(op, category, value, context, field)
+
+    def _apply_op(
+        self,
+        op: Operator,
+        category: str,
+        value: str,
+        context: RedactionContext | None,
+        field: str,
+    ) -> str | None:
+        if op is Operator.KEEP:
+            return value
+        if op is Operator.MASK:
+            if category == C.CARD:
+                return mask_card(value, keep_first=self._card_keep_first)
+            if category == C.EMAIL:
+                return mask_email(value)
+            if covers(C.PHONE, category) or covers(C.FAX, category):
+                return mask_phone(value)
+            if covers(C.BANK_ACCOUNT, category):
+                return mask_card(value, keep_last=4) if len(value) >= 12 else mask_generic(value)
+            return mask_generic(value)
+        if op is Operator.LABEL:
+            return label(category)
+        if op is Operator.REMOVE:
+            return None
+        keyed = self._keyed_ops()
+        ctx = context or RedactionContext()
+        if op is Operator.PSEUDONYMIZE:
+            return keyed.pseudonymize(value, ctx, category)
+        if op is Operator.ENCRYPT:
+            return keyed.encrypt(value, ctx, field or category)
+        if op is Operator.TOKENIZE:
+            return keyed.tokenize(value, ctx, field or category)
+        raise RedactionError(f"unsupported operator {op!r}")  # pragma: no cover
+
+    def _keyed_ops(self) -> _KeyedOps:
+        if self._keyed is None:
+            if self._keyring is None:
+                raise PolicyError("this operator needs a keyring")
+            self._keyed = _KeyedOps(self._keyring)
+        return self._keyed
+
+    # -- free text ------------------------------------------------------------------------
+    def redact_text(
+        self,
+        text: str,
+        *,
+        audience: RecipientKind | str | None = None,
+        context: RedactionContext | None = None,
+    ) -> str:
+        """Redact personal data the detectors find in free text."""
+        aud = None if audience is None else self.taxonomy.recipient_kind(audience)
+        return self._text(text, aud, context)
+
+    def _text(self, text: str, audience: RecipientKind | None, ctx: RedactionContext | None) -> str:
+        scanner = self._scanner
+        if scanner is None:
+            return text
+
+        def replace(finding: Finding, matched: str) -> str:
+            out = self._apply_op(
+                self.operator_for(finding.category, audience), finding.category, matched, ctx, ""
+            )
+            return label(finding.category) if out is None else out
+
+        return scanner.redact(text, replace)
+
+    def text_replacer(self, audience: RecipientKind | None = None) -> Callable[[Finding, str], str]:
+        """A ``replace`` callback for the stream redactors."""
+
+        def replace(finding: Finding, matched: str) -> str:
+            out = self._apply_op(
+                self.operator_for(finding.category, audience), finding.category, matched, None, ""
+            )
+            return label(finding.category) if out is None else out
+
+        return replace
+
+    # -- structured data --------------------------------------------------------------------
+    def redact(
+        self,
+        data: T,
+        *,
+        audience: RecipientKind | str | None = None,
+        context: RedactionContext | None = None,
+    ) -> T:
+        """A redacted copy of ``data`` (dict/list/tuple, dataclass, Pydantic model, str)."""
+        aud = None if audience is None else self.taxonomy.recipient_kind(audience)
+        state = self._paths.start() if self._has_paths else _EMPTY_STATE
+        try:
+            return typing.cast(T, self._walk(data, state, None, aud, context, 0, ""))
+        except RecursionError:
+            raise RedactionError("data is nested too deeply to redact") from None
+
+    def _key_category(self, key: str) -> str | None:
+        try:
+            return self._key_cat[key]
+        except KeyError:
+            pass
+        norm = normalize_key(key)
+        category = self._key_names.get(norm)
+        if category is None:
+            for suffix, cat in self._suffixes:
+                if norm.endswith(suffix):
+                    category = cat
+                    break
+        if len(self._key_cat) < 65536:
+            self._key_cat[key] = category
+        return category
+
+    def _leaf(
+        self,
+        value: object,
+        category: str,
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+        field: str,
+    ) -> object:
+        if type(value) is str:
+            return self._apply_op(
+                self.operator_for(category, audience), category, value, ctx, field
+            )
+        if type(value) is int:
+            op = self.operator_for(category, audience)
+            if op is Operator.KEEP:
+                return value
+            return self._apply_op(op, category, str(value), ctx, field)
+        return value
+
+    def _walk(
+        self,
+        value: object,
+        state: frozenset[tuple[int, int]],
+        category: str | None,
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+        depth: int,
+        field: str,
+    ) -> object:
+        kind = type(value)
+        if kind is str:
+            text = typing.cast(str, value)
+            if category is not None:
+                op = self.operator_for(category, audience)
+                return self._apply_op(op, category, text, ctx, field)
+            if self._detect:
+                return self._text(text, audience, ctx)
+            return value
+        if depth > self._max_depth:
+            raise RedactionError("data is nested too deeply to redact")
+        if kind is dict:
+            return self._walk_dict(value, state, category, audience, ctx, depth)  # type: ignore[arg-type]
+        if kind is list or kind is tuple:
+            step = self._paths.step(state, "[]") if state else state
+            out = [
+                self._walk(v, step, category, audience, ctx, depth + 1, field)
+                for v in value  # type: ignore[attr-defined]
+            ]
+            return out if kind is list else tuple(out)
+        if category is not None and kind is int:
+            return self._leaf(value, category, audience, ctx, field)
+        if isinstance(value, (*_SAFE_SCALARS, enum.Enum)):
+            return value
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self._walk_dataclass(value, state, category, audience, ctx, depth)
+        if hasattr(type(value), "model_fields") and hasattr(value, "model_copy"):
+            return self._walk_pydantic(value, state, category, audience, ctx, depth)
+        if isinstance(value, Mapping):
+            return self._walk_dict(dict(value), state, category, audience, ctx, depth)
+        if isinstance(value, str):
+            return self._walk(str(value), state, category, audience, ctx, depth, field)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return type(value)(
+                self._walk(v, state, category, audience, ctx, depth + 1, field) for v in value
+            )
+        raise RedactionError(
+            f"cannot redact a {kind.__name__}: use dicts, lists, dataclasses or Pydantic models"
+        )
+
+    def _walk_dict(
+        self,
+        value: dict[Any, Any],
+        state: frozenset[tuple[int, int]],
+        category: str | None,
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+        depth: int,
+    ) -> dict[Any, Any]:
+        if ctx is not None and ctx.record_id == "" and "id" in value:
+            ctx = dataclasses.replace(ctx, record_id=str(value["id"]))
+        out: dict[Any, Any] = {}
+        key_category = self._key_category
+        walk = self._walk
+        for k, v in value.items():
+            cat = category
+            nxt = state
+            if type(k) is str:
+                if state:
+                    nxt = self._paths.step(state, k)
+                    cat = cat or self._paths.category(nxt)
+                if cat is None:
+                    cat = key_category(k)
+                field = k
+            else:
+                field = str(k)
+            vt = type(v)
+            if v is None or (cat is None and (vt in _NUMBERS or (vt is str and not self._detect))):
+                out[k] = v
+            else:
+                out[k] = walk(v, nxt, cat, audience, ctx, depth + 1, field)
+        return out
+
+    def _plan(self, cls: type) -> tuple[tuple[str, str | None], ...]:
+        plan = self._type_plans.get(cls)
+        if plan is None:
+            hints: dict[str, Any] = {}
+            try:
+                hints = typing.get_type_hints(cls, include_extras=True)
+            except Exception:  # unresolvable forward references: fall back to names
+                hints = {}
+            fields: list[tuple[str, str | None]] = []
+            if dataclasses.is_dataclass(cls):
+                for f in dataclasses.fields(cls):
+                    cat = f.metadata.get("privguard") if f.metadata else None
+                    if isinstance(cat, Personal):
+                        cat = cat.category
+                    cat = cat or _annotated_category(hints.get(f.name))
+                    fields.append((f.name, self.taxonomy.category(cat) if cat else None))
+            else:
+                model_fields: Mapping[str, Any] = getattr(cls, "model_fields", {})
+                for name, info in model_fields.items():
+                    cat = next(
+                        (
+                            m.category
+                            for m in getattr(info, "metadata", ())
+                            if isinstance(m, Personal)
+                        ),
+                        None,
+                    ) or _annotated_category(hints.get(name))
+                    fields.append((name, self.taxonomy.category(cat) if cat else None))
+            plan = tuple(fields)
+            self._type_plans[cls] = plan
+        return plan
+
+    def _walk_fields(
+        self,
+        value: object,
+        state: frozenset[tuple[int, int]],
+        category: str | None,
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+        depth: int,
+    ) -> dict[str, object]:
+        changes: dict[str, object] = {}
+        for name, declared in self._plan(type(value)):
+            current = getattr(value, name)
+            nxt = self._paths.step(state, name) if state else state
+            cat = category or declared or (self._paths.category(nxt) if state else None)
+            cat = cat or self._key_category(name)
+            new = self._walk(current, nxt, cat, audience, ctx, depth + 1, name)
+            if new is not current:
+                changes[name] = new
+        return changes
+
+    def _walk_dataclass(
+        self,
+        value: Any,
+        state: frozenset[tuple[int, int]],
+        category: str | None,
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+        depth: int,
+    ) -> object:
+        changes = self._walk_fields(value, state, category, audience, ctx, depth)
+        if not changes:
+            return value
+        import copy
+
+        new = copy.copy(value)
+        for name, v in changes.items():
+            object.__setattr__(new, name, v)
+        return new
+
+    def _walk_pydantic(
+        self,
+        value: Any,
+        state: frozenset[tuple[int, int]],
+        category: str | None,
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+        depth: int,
+    ) -> object:
+        changes = self._walk_fields(value, state, category, audience, ctx, depth)
+        return value.model_copy(update=changes) if changes else value
+
+    # -- JSON bytes ---------------------------------------------------------------------------
+    def redact_json(
+        self,
+        body: bytes | str,
+        *,
+        audience: RecipientKind | str | None = None,
+        context: RedactionContext | None = None,
+        max_depth: int | None = None,
+    ) -> bytes:
+        """Parse, redact and serialise a JSON document. Unparseable: :class:`UnparseableBody`."""
+        data = parse_json(body)
+        if max_depth is not None and _depth_exceeds(data, max_depth):
+            raise UnparseableBody("JSON nested too deeply")
+        return dump_json(self.redact(data, audience=audience, context=context))
+
+
+def _annotated_category(hint: object) -> str | None:
+    if hint is None:
+        return None
+    for meta in getattr(hint, "__metadata__", ()):
+        if isinstance(meta, Personal):
+            return meta.category
+    for arg in typing.get_args(hint):  # Optional[Annotated[...]], list[Annotated[...]]
+        found = _annotated_category(arg)
+        if found:
+            return found
+    return None
+
+
+def _depth_exceeds(data: object, limit: int) -> bool:
+    stack: list[tuple[object, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return False
+
+
+try:  # orjson is optional: faster where installed, stdlib json otherwise.
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised where orjson is absent
+    _orjson = None  # type: ignore[assignment]
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Parse JSON strictly; every failure is :class:`UnparseableBody`, without the body."""
+    try:
+        if _orjson is not None:
+            return _orjson.loads(body)
+        if isinstance(body, bytes):
+            body = body.decode("utf-8")
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise UnparseableBody("body is not valid UTF-8") from None
+    except RecursionError:
+        raise UnparseableBody("JSON nested too deeply") from None
+    except ValueError as exc:
+        reason = "JSON nested too deeply" if "recursion" in str(exc).lower() else "invalid JSON"
+        raise UnparseableBody(reason) from None
+
+
+def dump_json(data: object) -> bytes:
+    if _orjson is not None:
+        return _orjson.dumps(data)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class _KeyedOps:
+    """The keyed operators, bound to a keyring. Built on first use."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        from ._crypto import EncryptionContext, FieldCipher, Pseudonymizer, Tokenizer
+
+        self._context = EncryptionContext
+        self._cipher = FieldCipher(keyring)
+        self._tokenizer = Tokenizer(keyring)
+        self._pseudonymizer = Pseudonymizer(keyring)
+
+    def encrypt(self, value: str, ctx: RedactionContext, field: str) -> str:
+        if self._cipher.is_encrypted(value):
+            return value
+        return self._cipher.encrypt(
+            value,
+            context=self._context(
+                tenant=ctx.tenant, table=ctx.table, field=field, record_id=ctx.record_id
+            ),
+        )
+
+    def tokenize(self, value: str, ctx: RedactionContext, field: str) -> str:
+        return self._tokenizer.tokenize(value, tenant=ctx.tenant, field=field, purpose=ctx.purpose)
+
+    def pseudonymize(self, value: str, ctx: RedactionContext, category: str) -> str:
+        return self._pseudonymizer.pseudonymize(value, tenant=ctx.tenant, namespace=category)
