@@ -364,12 +364,25 @@ class Taxonomy:
             name: frozenset(code.upper() for code in codes)
             for name, codes in (jurisdiction_groups or _DEFAULT_JURISDICTION_GROUPS).items()
         }
-        self.categories: Mapping[str, str] = MappingProxyType(dict(categories))
-        self.purposes: Mapping[str, str] = MappingProxyType(dict(purposes))
-        self.jurisdiction_groups: Mapping[str, frozenset[str]] = MappingProxyType(groups)
-        self._ancestors: dict[str, tuple[str, ...]] = {
-            key: _ancestors(key) for key in (*self.categories, *self.purposes)
-        }
+        set_ = object.__setattr__
+        self.categories: Mapping[str, str]
+        self.purposes: Mapping[str, str]
+        self.jurisdiction_groups: Mapping[str, frozenset[str]]
+        self._ancestors: dict[str, tuple[str, ...]]
+        set_(self, "categories", MappingProxyType(dict(categories)))
+        set_(self, "purposes", MappingProxyType(dict(purposes)))
+        set_(self, "jurisdiction_groups", MappingProxyType(groups))
+        set_(
+            self,
+            "_ancestors",
+            {key: _ancestors(key) for key in (*self.categories, *self.purposes)},
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: use extend()")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     @classmethod
     def default(cls) -> Taxonomy:
