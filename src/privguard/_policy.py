@@ -181,22 +181,45 @@ class Policy:
     ) -> None:
         if not isinstance(version, str) or not version:
             raise PolicyError("a policy needs a non-empty version string")
-        self.taxonomy = taxonomy or Taxonomy.default()
-        self.version = version
-        self.name = name
-        self.previous = previous
-        self.rules: tuple[Rule, ...] = tuple(rules)
-        self.protections: tuple[Protection, ...] = tuple(protections)
+        # Set once here; __setattr__ refuses every later change (the default policy is
+        # one shared instance).
+        set_ = object.__setattr__
+        self.taxonomy: Taxonomy
+        self.version: str
+        self.name: str
+        self.previous: Policy | None
+        self.rules: tuple[Rule, ...]
+        self.protections: tuple[Protection, ...]
+        set_(self, "taxonomy", taxonomy or Taxonomy.default())
+        set_(self, "version", version)
+        set_(self, "name", name)
+        set_(self, "previous", previous)
+        set_(self, "rules", tuple(rules))
+        set_(self, "protections", tuple(protections))
         if previous is not None and version in previous.versions():
             raise PolicyError(f"policy version {version!r} already exists in its history")
         self._validate()
-        self._compiled = self._compile()
-        self._obligations = {
-            kind: tuple(p for p in self.protections if kind not in p.readable_by)
-            for kind in (*RecipientKind, None)
-        }
-        self._index = {v: i for i, v in enumerate(reversed(self.versions()))}
-        self._jurisdiction_keys: dict[str, tuple[str, ...]] = {}
+        self._compiled: dict[tuple[SubjectKind, str], CompiledRule]
+        self._obligations: dict[RecipientKind | None, tuple[Protection, ...]]
+        self._index: dict[str, int]
+        set_(self, "_compiled", self._compile())
+        set_(
+            self,
+            "_obligations",
+            {
+                kind: tuple(p for p in self.protections if kind not in p.readable_by)
+                for kind in (*RecipientKind, None)
+            },
+        )
+        set_(self, "_index", {v: i for i, v in enumerate(reversed(self.versions()))})
+        self._jurisdiction_keys: dict[str, tuple[str, ...]]
+        set_(self, "_jurisdiction_keys", {})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Policy is immutable: use revise() to make a new version")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Policy is immutable")
 
     # -- construction ----------------------------------------------------------------
     def _validate(self) -> None:
