@@ -88,7 +88,6 @@ class Rule:
         try:
             set_(self, "basis", Basis(self.basis))
             set_(self, "subject_kinds", tuple(SubjectKind(k) for k in _seq(self.subject_kinds)))
-            set_(self, "recipients", tuple(RecipientKind(r) for r in _seq(self.recipients)))
             set_(
                 self,
                 "jurisdictions",
@@ -96,6 +95,8 @@ class Rule:
             )
         except ValueError as exc:
             raise PolicyError(f"rule for purpose {self.purpose!r}: {exc}") from None
+        recipients = tuple(Taxonomy.recipient_kind(r) for r in _seq(self.recipients))
+        set_(self, "recipients", recipients)
         set_(self, "categories", tuple(_seq(self.categories)))
         set_(self, "consent_scope", tuple(_seq(self.consent_scope)))
         set_(self, "bind_scope", tuple(_seq(self.bind_scope)))
@@ -128,10 +129,7 @@ class Protection:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operator", Operator(self.operator))
-        try:
-            kinds = tuple(RecipientKind(r) for r in _seq(self.readable_by))
-        except ValueError as exc:
-            raise PolicyError(f"protection of {self.category!r}: {exc}") from None
+        kinds = tuple(Taxonomy.recipient_kind(r) for r in _seq(self.readable_by))
         object.__setattr__(self, "readable_by", kinds)
 
 
