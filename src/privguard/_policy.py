@@ -128,7 +128,12 @@ class Protection:
     readable_by: tuple[RecipientKind, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "operator", Operator(self.operator))
+        try:
+            object.__setattr__(self, "operator", Operator(self.operator))
+        except ValueError:
+            raise PolicyError(
+                f"protection of {self.category!r}: unknown operator {self.operator!r}"
+            ) from None
         kinds = tuple(Taxonomy.recipient_kind(r) for r in _seq(self.readable_by))
         object.__setattr__(self, "readable_by", kinds)
 
