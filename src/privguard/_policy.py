@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -280,14 +281,19 @@ class Policy:
         replace: Iterable[Rule] = (),
         protections: Iterable[Protection] | None = None,
     ) -> Policy:
-        """The next version of this policy. ``replace`` swaps rules by (purpose, kinds)."""
+        """The next version of this policy. ``replace`` swaps rules by (purpose, kinds).
+
+        A replaced rule keeps applying to the subject kinds the replacement does not name.
+        """
         replacing = list(replace)
         keys = {(r.purpose, k) for r in replacing for k in r.subject_kinds}
-        kept = [
-            r
-            for r in (self.rules if rules is None else rules)
-            if not any((r.purpose, k) in keys for k in r.subject_kinds)
-        ]
+        kept: list[Rule] = []
+        for r in self.rules if rules is None else rules:
+            kinds = tuple(k for k in r.subject_kinds if (r.purpose, k) not in keys)
+            if kinds == r.subject_kinds:
+                kept.append(r)
+            elif kinds:
+                kept.append(dataclasses.replace(r, subject_kinds=kinds))
         return Policy(
             [*kept, *replacing],
             version=version,
