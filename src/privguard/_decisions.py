@@ -122,7 +122,11 @@ class Decider:
         self.policy = policy
         self.ledger = ledger
         self._static: dict[tuple[object, ...], Decision | _Pending] = {}
-        self._final: dict[tuple[object, ...], Decision] = {}
+        # Last outcome per pending key, valid while the ledger hands out the same states
+        # tuple (it builds a new one whenever consent changes).
+        self._last: dict[tuple[object, ...], tuple[tuple[ConsentState, ...], Decision]] = {}
+        self._recipients: dict[object, RecipientKind] = {k: k for k in RecipientKind}
+        self._recipients.update({k.value: k for k in RecipientKind})
 
     # -- public API --------------------------------------------------------------------
     def check(
@@ -178,7 +182,12 @@ class Decider:
             cats: tuple[str, ...] = categories
         else:
             cats = (categories,) if isinstance(categories, str) else tuple(categories)
-        rkind = None if recipient is None else self.policy.taxonomy.recipient_kind(recipient)
+        if recipient is None:
+            rkind = None
+        else:
+            rkind = self._recipients.get(recipient) or self.policy.taxonomy.recipient_kind(
+                recipient
+            )
         scope = EMPTY_SCOPE if scope is None else scope
         if controller is not None and controller != subject.controller:
             return self._deny(purpose, Reason.CROSS_TENANT, None, cats, rkind)
@@ -319,6 +328,16 @@ class Decider:
 
     # -- the consent part ------------------------------------------------------------------
     def _finish(self, pending: _Pending, states: tuple[ConsentState, ...]) -> Decision:
+        last = self._last.get(pending.key)
+        if last is not None and last[0] is states:
+            return last[1]
+        decision = self._match(pending, states)
+        if len(self._last) >= _CACHE_LIMIT:
+            self._last.clear()
+        self._last[pending.key] = (states, decision)
+        return decision
+
+    def _match(self, pending: _Pending, states: tuple[ConsentState, ...]) -> Decision:
         compiled = pending.compiled
         purpose = compiled.purpose
         scope = pending.scope
@@ -351,23 +370,16 @@ class Decider:
     def _final_decision(
         self, pending: _Pending, allowed: bool, reason: Reason, consent_id: str | None
     ) -> Decision:
-        key = (pending.key, allowed, reason, consent_id)
-        decision = self._final.get(key)
-        if decision is None:
-            rkind = pending.recipient
-            decision = Decision(
-                allowed=allowed,
-                reason=reason,
-                purpose=pending.compiled.purpose,
-                basis=pending.basis,
-                policy_version=self.policy.version,
-                categories=pending.categories,
-                recipient=rkind,
-                consent_id=consent_id,
-                obligations=self.policy.obligations_for(rkind) if allowed else (),
-                clauses=pending.compiled.rule.clauses,
-            )
-            if len(self._final) >= _CACHE_LIMIT:
-                self._final.clear()
-            self._final[key] = decision
-        return decision
+        rkind = pending.recipient
+        return Decision(
+            allowed,
+            reason,
+            pending.compiled.purpose,
+            pending.basis,
+            self.policy.version,
+            pending.categories,
+            rkind,
+            consent_id,
+            self.policy.obligations_for(rkind) if allowed else (),
+            pending.compiled.rule.clauses,
+        )

@@ -36,6 +36,8 @@ class Subject:
     kind: SubjectKind
     controller: str
     jurisdiction: str = ""
+    key: tuple[str, str, str] = field(init=False, repr=False, compare=False)
+    """The store key: (controller, kind, id). Tenants never share a key space."""
 
     def __post_init__(self) -> None:
         _check_id("subject id", self.id)
@@ -47,6 +49,7 @@ class Subject:
             raise PolicyError("visitor data is controlled by the platform, not a tenant (C01)")
         if kind is not SubjectKind.VISITOR and self.controller == PLATFORM:
             raise PolicyError(f"a {kind.value} subject needs a customer tenant as controller")
+        object.__setattr__(self, "key", (self.controller, kind.value, self.id))
 
     @classmethod
     def customer(cls, id: str, *, tenant: str, jurisdiction: str = "") -> Subject:
@@ -59,11 +62,6 @@ class Subject:
     @classmethod
     def visitor(cls, id: str, *, jurisdiction: str = "") -> Subject:
         return cls(id, SubjectKind.VISITOR, PLATFORM, jurisdiction)
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """The store key: (controller, kind, id). Tenants never share a key space."""
-        return (self.controller, self.kind.value, self.id)
 
 
 class Scope(Mapping[str, str]):
