@@ -248,6 +248,9 @@ class Decider:
         compiled = policy.rule_for(subject.kind, purpose)
         if compiled is None:
             policy.taxonomy.purpose(purpose)  # unknown purpose: a programming error
+        for category in cats:
+            policy.taxonomy.category(category)  # so is an unknown category, whatever the rule
+        if compiled is None:
             return self._deny(purpose, Reason.NO_RULE, None, cats, rkind)
         rule = compiled.rule
         basis = self._basis(compiled, subject.jurisdiction)
