@@ -841,6 +841,21 @@ def test_c21_decision_analytics_gets_no_direct_identifiers(decider: Decider) -> 
         assert decision.reason is Reason.CATEGORY_NOT_PERMITTED, identifier
 
 
+def test_c22_decision_an_objection_stops_analytics(ledger: ConsentLedger, decider: Decider) -> None:
+    """C22: "You may opt out of Google Analytics" (decision part: the analytics purpose is
+    an opt-out; suppressing tags and hits, and GPC, come with the analytics issue)."""
+    for subject in (
+        Subject.visitor("v-1", jurisdiction="US"),
+        Subject.customer("c-1", tenant="acme", jurisdiction="DE"),
+        contact(),
+    ):
+        usage = [Categories.BROWSING_HISTORY]
+        assert decider.check(subject, Purposes.ANALYTICS, usage).allowed
+        ledger.withdraw(subject, Purposes.ANALYTICS, evidence=evidence(subject))
+        denied = decider.check(subject, Purposes.ANALYTICS_REPORTING, usage)
+        assert denied.reason is Reason.OBJECTED
+
+
 # -- C34: the notice in effect at collection ------------------------------------------------
 
 
