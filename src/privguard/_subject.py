@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,21 @@ __all__ = ["PLATFORM", "Provenance", "Scope", "Source", "Subject"]
 
 #: The controller of visitor data: the platform itself, never a customer tenant (C01).
 PLATFORM: Final = "platform"
+
+
+# ISO 3166-1 alpha-2, optionally with an ISO 3166-2 subdivision: "DE", "US-CA".
+_JURISDICTION: Final = re.compile(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?")
+
+
+def _check_jurisdiction(value: str) -> str:
+    code = value.upper() if isinstance(value, str) else value
+    if code != "" and not (isinstance(code, str) and _JURISDICTION.fullmatch(code)):
+        # A malformed code ("Germany", "de_DE") would match no group and get the most
+        # permissive basis: refuse it rather than guess. "" means unknown (strictest).
+        raise PolicyError(
+            "jurisdiction must be an ISO 3166 code such as 'DE' or 'US-CA', or '' if unknown"
+        )
+    return code
 
 
 def _check_id(what: str, value: str) -> str:
@@ -44,7 +60,7 @@ class Subject:
         _check_id("controller", self.controller)
         kind = SubjectKind(self.kind)
         object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "jurisdiction", self.jurisdiction.upper())
+        object.__setattr__(self, "jurisdiction", _check_jurisdiction(self.jurisdiction))
         if kind is SubjectKind.VISITOR and self.controller != PLATFORM:
             raise PolicyError("visitor data is controlled by the platform, not a tenant (C01)")
         if kind is not SubjectKind.VISITOR and self.controller == PLATFORM:
