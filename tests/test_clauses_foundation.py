@@ -694,6 +694,20 @@ class TestC18VisitorMarketingEmail:
         ledger.grant(visitor, Purposes.MARKETING_EMAIL, evidence=evidence(visitor))
         assert self.check(decider, visitor) is Reason.ALLOWED
 
+    @pytest.mark.parametrize("jurisdiction", ["Germany", "de_DE", " DE", "DE ", "D", "DE-"])
+    def test_c18_a_malformed_jurisdiction_is_refused_not_taken_as_opt_out(
+        self, jurisdiction: str
+    ) -> None:
+        # Were it accepted, "Germany" would match no group and get the US opt-out.
+        with pytest.raises(PolicyError, match="ISO 3166"):
+            Subject.visitor("v-1", jurisdiction=jurisdiction)
+
+    def test_c18_jurisdiction_codes_are_case_insensitive(self, decider: Decider) -> None:
+        for code in ("de", "De", "de-by"):
+            visitor = Subject.visitor("v-1", jurisdiction=code)
+            assert visitor.jurisdiction == code.upper()
+            assert self.check(decider, visitor) is Reason.CONSENT_MISSING
+
     def test_c18_unsubscribing_from_marketing_stops_marketing_email(
         self, ledger: ConsentLedger, decider: Decider
     ) -> None:
