@@ -58,7 +58,10 @@ class Subject:
     def __post_init__(self) -> None:
         _check_id("subject id", self.id)
         _check_id("controller", self.controller)
-        kind = SubjectKind(self.kind)
+        try:
+            kind = SubjectKind(self.kind)
+        except ValueError:
+            raise PolicyError(f"unknown subject kind {self.kind!r}") from None
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "jurisdiction", _check_jurisdiction(self.jurisdiction))
         if kind is SubjectKind.VISITOR and self.controller != PLATFORM:
