@@ -107,7 +107,7 @@ class TestC01SubjectKinds:
             SubjectKind.BUSINESS_CONTACT,
             SubjectKind.VISITOR,
         ]
-        with pytest.raises(ValueError):
+        with pytest.raises(PolicyError, match="subject kind"):
             Subject("u-1", "lead", "acme")  # type: ignore[arg-type]
 
     def test_c01_visitor_data_is_controlled_by_the_platform(self) -> None:
