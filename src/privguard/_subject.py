@@ -167,6 +167,9 @@ class Provenance:
     collected_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "source", Source(self.source))
+        try:
+            object.__setattr__(self, "source", Source(self.source))
+        except ValueError:
+            raise PolicyError(f"unknown provenance source {self.source!r}") from None
         if not isinstance(self.scope, Scope):
             object.__setattr__(self, "scope", Scope(self.scope))
