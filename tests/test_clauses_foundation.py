@@ -641,7 +641,7 @@ def test_c17_records_carry_their_source(ledger: ConsentLedger) -> None:
         ledger.record_collection(visitor, ["user.shoe_size"], Provenance("marketing", Source.FORM))
     with pytest.raises(UnknownPurpose):
         ledger.record_collection(visitor, [Categories.EMAIL], Provenance("gossip", Source.FORM))
-    with pytest.raises(ValueError):
+    with pytest.raises(PolicyError, match="source"):
         Provenance(Purposes.MARKETING, "rumour")  # type: ignore[arg-type]
 
 
