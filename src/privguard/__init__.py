@@ -23,6 +23,7 @@ from ._errors import (
     UnknownRecipientKind,
     UnparseableBody,
 )
+from ._guard import Privguard
 from ._policy import ANY_PURPOSE, Basis, Operator, Policy, Protection, Rule
 from ._records import (
     CollectionRecord,
@@ -32,6 +33,7 @@ from ._records import (
     ConsentState,
     Evidence,
 )
+from ._redaction import DEFAULT_KEY_NAMES, Personal, RedactionContext, Redactor
 from ._stores import MemoryStore, Store
 from ._subject import PLATFORM, Provenance, Scope, Source, Subject
 from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANY_PURPOSE",
+    "DEFAULT_KEY_NAMES",
     "EEA",
     "PLATFORM",
     "AlreadyEncrypted",
@@ -63,8 +66,10 @@ __all__ = [
     "MemoryStore",
     "MigrationError",
     "Operator",
+    "Personal",
     "Policy",
     "PolicyError",
+    "Privguard",
     "PrivguardError",
     "Protection",
     "Provenance",
@@ -72,7 +77,9 @@ __all__ = [
     "Purposes",
     "Reason",
     "RecipientKind",
+    "RedactionContext",
     "RedactionError",
+    "Redactor",
     "RetiredKey",
     "Rule",
     "Scope",

@@ -160,8 +160,6 @@ DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
     **dict.fromkeys(
         [
             "address",
-            "streetaddress",
-            "street",
             "address1",
             "address2",
             "addressline1",
@@ -171,6 +169,8 @@ DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
         ],
         C.ADDRESS,
     ),
+    **dict.fromkeys(["street", "streetaddress"], C.STREET),
+    **dict.fromkeys(["city", "town"], C.CITY),
     **dict.fromkeys(["zip", "zipcode", "postcode", "postalcode"], C.POSTAL_CODE),
     **dict.fromkeys(["dob", "dateofbirth", "birthdate", "birthday"], C.DATE_OF_BIRTH),
     **dict.fromkeys(
@@ -442,15 +442,26 @@ class Redactor:
             ),
             Operator.LABEL,
         )
-        for protection in self.protections:
-            if covers(protection.category, category) or covers(category, protection.category):
-                if audience in protection.readable_by:
-                    return configured if configured is not None else Operator.KEEP
-                # A protection can be tightened by configuration, never loosened.
-                if configured is not None and configured is not Operator.KEEP:
-                    return configured
-                return protection.operator
+        protection = self._protection_for(category)
+        if protection is not None:
+            if audience in protection.readable_by:
+                return configured if configured is not None else Operator.KEEP
+            # A protection can be tightened by configuration, never loosened.
+            if configured is not None and configured is not Operator.KEEP:
+                return configured
+            return protection.operator
         return configured if configured is not None else default
+
+    def _protection_for(self, category: str) -> Protection | None:
+        """The most specific protection over ``category``; for a parent category (a
+        field labelled ``user.financial``), the strictest protection below it."""
+        above = [p for p in self.protections if covers(p.category, category)]
+        if above:
+            return max(above, key=lambda p: p.category.count("."))
+        below = [p for p in self.protections if covers(category, p.category)]
+        if below:
+            return max(below, key=lambda p: _STRICTNESS[p.operator])
+        return None
 
     # -- applying operators -----------------------------------------------------------------
     def apply(
@@ -667,6 +678,11 @@ class Redactor:
                     cat = cat or self._paths.category(nxt)
                 if cat is None:
                     cat = key_category(k)
+                elif category is not None:
+                    # A more precise key below a categorised one refines it.
+                    refined = key_category(k)
+                    if refined is not None and refined.startswith(category + "."):
+                        cat = refined
                 field = k
             else:
                 field = str(k)

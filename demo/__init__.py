@@ -1,0 +1,1 @@
+"""The privguard demo: a small event platform guarded by privguard."""

@@ -1,0 +1,292 @@
+"""Structured redaction: key names, paths, annotations, audiences, operators, shapes."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import pydantic
+import pytest
+
+from privguard import (
+    Categories,
+    Operator,
+    Personal,
+    PolicyError,
+    RedactionError,
+    Redactor,
+    UnparseableBody,
+)
+
+PAN = "4111 1111 1111 1111"
+PAN_DIGITS = PAN.replace(" ", "")
+
+
+@pytest.fixture(scope="module")
+def redactor() -> Redactor:
+    return Redactor()
+
+
+def test_default_key_names_mask_contact_and_card(redactor: Redactor) -> None:
+    out = redactor.redact(
+        {
+            "email": "jane.doe@example.com",
+            "phone": "+1 415 555 0132",
+            "card_number": PAN,
+            "cvv": "123",
+            "event": "devcon",
+            "seats": 2,
+        }
+    )
+    assert out == {
+        "email": "j***@example.com",
+        "phone": "+* *** *** **32",
+        "card_number": "**** **** **** 1111",
+        "cvv": None,
+        "event": "devcon",
+        "seats": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "key", ["card_number", "Card-Number", "cardNumber", "CARD_NUMBER", "card number", "pan"]
+)
+def test_key_names_match_case_and_separator_insensitively(redactor: Redactor, key: str) -> None:
+    assert redactor.redact({key: PAN})[key] == "**** **** **** 1111"
+
+
+@pytest.mark.parametrize("key", ["billingEmail", "contact_email", "work-phone", "mobilePhone"])
+def test_key_names_match_as_suffix(redactor: Redactor, key: str) -> None:
+    value = "jane@example.com" if "mail" in key.lower() else "+1 415 555 0132"
+    assert redactor.redact({key: value})[key] != value
+
+
+def test_everything_under_a_categorised_key_takes_its_category(redactor: Redactor) -> None:
+    out = redactor.redact({"address": {"street": "1 Main St", "lines": ["Flat 2", "Springfield"]}})
+    assert out == {
+        "address": {
+            "street": "[user.contact.address.street]",
+            "lines": ["[user.contact.address]", "[user.contact.address]"],
+        }
+    }
+
+
+def test_input_is_never_mutated_and_shape_is_kept(redactor: Redactor) -> None:
+    data = {
+        "attendees": [
+            {"email": "a@example.com", "card_number": PAN, "tags": ("vip", "speaker")},
+            {"email": "b@example.com", "cvv": "999", "nested": {"phone": "+44 20 7946 0958"}},
+        ],
+        "count": 2,
+    }
+    before = copy.deepcopy(data)
+    out = redactor.redact(data)
+    assert data == before
+    assert out is not data
+    assert list(out) == list(data)
+    assert [list(a) for a in out["attendees"]] == [list(a) for a in data["attendees"]]
+    assert isinstance(out["attendees"][0]["tags"], tuple)
+    assert out["attendees"][1]["cvv"] is None
+
+
+def test_free_text_under_keys_that_say_nothing(redactor: Redactor) -> None:
+    out = redactor.redact({"notes": f"paid with {PAN}, mail jane@example.com"})
+    assert PAN_DIGITS not in out["notes"].replace(" ", "")
+    assert "jane@example.com" not in out["notes"]
+
+
+def test_free_text_detection_can_be_turned_off() -> None:
+    out = Redactor(detect_text=False).redact({"notes": "mail jane@example.com"})
+    assert out == {"notes": "mail jane@example.com"}
+
+
+def test_integer_card_numbers_are_redacted(redactor: Redactor) -> None:
+    assert redactor.redact({"pan": int(PAN_DIGITS)}) == {"pan": "************1111"}
+
+
+# -- paths ---------------------------------------------------------------------------------
+def test_path_patterns() -> None:
+    r = Redactor(
+        paths={
+            "attendees[*].badge": Categories.NAME,
+            "**.secret_note": Categories.COMMENTS,
+            "$.organizer.*.handle": Categories.SOCIAL_ACCOUNT_ID,
+        },
+        detect_text=False,
+    )
+    data = {
+        "attendees": [{"badge": "Jane D."}, {"badge": "Lukas S."}],
+        "badge": "not matched at the top",
+        "deep": {"a": [{"b": {"secret_note": "x"}}]},
+        "organizer": {"twitter": {"handle": "@jane"}, "handle": "kept"},
+    }
+    out = r.redact(data)
+    assert out["attendees"] == [{"badge": "[user.name]"}, {"badge": "[user.name]"}]
+    assert out["badge"] == "not matched at the top"
+    assert out["deep"]["a"][0]["b"]["secret_note"] == "[user.content.comments]"
+    assert out["organizer"] == {"twitter": {"handle": "[user.social.account_id]"}, "handle": "kept"}
+
+
+def test_bad_path_pattern_or_category_fails_at_construction() -> None:
+    with pytest.raises(PolicyError):
+        Redactor(paths={"a..b[": Categories.EMAIL})
+    with pytest.raises(PolicyError):
+        Redactor(paths={"a.b": "user.not_a_category"})
+
+
+# -- annotations -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Attendee:
+    id: str
+    contact: Annotated[str, Personal(Categories.EMAIL)]
+    badge: str = field(metadata={"privguard": Categories.NAME})
+    bio: str = ""
+
+
+@dataclass
+class Registration:
+    event: str
+    attendees: list[Attendee]
+
+
+def test_dataclass_annotations_and_metadata(redactor: Redactor) -> None:
+    jane = Attendee("att-1", "jane@example.com", "Jane D.", bio=f"card {PAN}")
+    reg = Registration("devcon", [jane])
+    out = redactor.redact(reg)
+    assert isinstance(out, Registration) and isinstance(out.attendees[0], Attendee)
+    assert out.attendees[0].contact == "j***@example.com"
+    assert out.attendees[0].badge == "[user.name]"
+    assert PAN not in out.attendees[0].bio
+    assert out.attendees[0].id == "att-1"
+    assert reg.attendees[0] is jane and jane.contact == "jane@example.com"
+
+
+class Contact(pydantic.BaseModel):
+    id: str
+    email: Annotated[str, Personal(Categories.EMAIL)]
+    handle: Annotated[str, Personal(Categories.SOCIAL_ACCOUNT_ID)]
+    company: str
+
+
+def test_pydantic_models_without_a_pydantic_dependency(redactor: Redactor) -> None:
+    c = Contact(id="c1", email="jane@example.com", handle="@jane", company="Initech")
+    out = redactor.redact(c)
+    assert isinstance(out, Contact)
+    assert out.email == "j***@example.com"
+    assert out.handle == "[user.social.account_id]"
+    assert out.company == "Initech"
+    assert c.email == "jane@example.com"
+
+
+# -- audiences and protections -------------------------------------------------------------------
+def test_card_stays_readable_only_for_a_payment_processor(redactor: Redactor) -> None:
+    data = {"card_number": PAN, "expiry": "12/27", "cvv": "123", "email": "jane@example.com"}
+    assert redactor.redact(data, audience="payment_processor") == {
+        "card_number": PAN,
+        "expiry": "12/27",
+        "cvv": "123",
+        "email": "j***@example.com",
+    }
+    for audience in (None, "exhibitor", "processor", "analytics_provider", "authority"):
+        out = redactor.redact(data, audience=audience)
+        assert out["card_number"] == "**** **** **** 1111", audience
+        assert out["expiry"] != "12/27", audience
+        assert out["cvv"] is None, audience
+
+
+def test_configuration_can_tighten_a_protection_but_never_loosen_it() -> None:
+    r = Redactor(operators={Categories.CARD: "keep", Categories.EMAIL: "keep"})
+    out = r.redact({"card_number": PAN, "email": "jane@example.com"})
+    assert out == {"card_number": "**** **** **** 1111", "email": "jane@example.com"}
+    strict = Redactor(operators={Categories.CARD: "remove"})
+    assert strict.redact({"card_number": PAN}) == {"card_number": None}
+
+
+def test_per_audience_operators() -> None:
+    r = Redactor(
+        audiences={
+            "organizer": {Categories.CONTACT: Operator.KEEP},
+            "exhibitor": {Categories.EMAIL: Operator.LABEL},
+        }
+    )
+    data = {"email": "jane@example.com"}
+    assert r.redact(data, audience="organizer") == data
+    assert r.redact(data, audience="exhibitor") == {"email": "[user.contact.email]"}
+    assert r.redact(data) == {"email": "j***@example.com"}
+
+
+def test_card_mask_keeps_at_most_first_six_and_last_four() -> None:
+    r = Redactor(card_keep_first=6)
+    assert r.redact({"pan": PAN_DIGITS}) == {"pan": "411111******1111"}
+    with pytest.raises(PolicyError):
+        Redactor(card_keep_first=7)
+
+
+def test_keyed_operators_need_a_keyring() -> None:
+    with pytest.raises(PolicyError):
+        Redactor(operators={Categories.EMAIL: "pseudonymize"})
+
+
+def test_unknown_operator_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError):
+        Redactor(operators={Categories.EMAIL: "scramble"})
+
+
+# -- what cannot be redacted is not released -------------------------------------------------------
+def test_unknown_objects_are_refused(redactor: Redactor) -> None:
+    class Opaque:
+        def __init__(self) -> None:
+            self.email = "jane@example.com"
+
+    with pytest.raises(RedactionError) as info:
+        redactor.redact({"who": Opaque()})
+    assert "jane" not in str(info.value)
+
+
+def test_too_deep_nesting_is_refused(redactor: Redactor) -> None:
+    data: object = "jane@example.com"
+    for _ in range(5000):
+        data = [data]
+    with pytest.raises(RedactionError):
+        redactor.redact(data)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"email": "jane@example.com"', "invalid JSON"),
+        (b"\xff\xfe{}", "UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+    ],
+)
+def test_unparseable_json_is_refused_without_echo(
+    redactor: Redactor, body: bytes, reason: str
+) -> None:
+    with pytest.raises(UnparseableBody) as info:
+        redactor.redact_json(body)
+    assert "jane" not in str(info.value)
+    assert reason.lower().split()[0] in str(info.value).lower() or isinstance(
+        info.value, UnparseableBody
+    )
+
+
+def test_redact_json_round_trip(redactor: Redactor) -> None:
+    body = json.dumps({"attendees": [{"email": "jane@example.com", "card_number": PAN}]})
+    out = json.loads(redactor.redact_json(body.encode()))
+    assert out == {
+        "attendees": [{"email": "j***@example.com", "card_number": "**** **** **** 1111"}]
+    }
+
+
+def test_dataclass_that_needs_no_change_is_returned_as_is(redactor: Redactor) -> None:
+    @dataclass
+    class Event:
+        name: str
+        seats: int
+
+    e = Event("devcon", 10)
+    assert redactor.redact(e) is e
+    assert dataclasses.asdict(redactor.redact(e)) == {"name": "devcon", "seats": 10}
