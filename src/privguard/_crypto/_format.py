@@ -1,0 +1,177 @@
+"""The privguard value format: headers, the length-prefixed encoding, base64url, nonces.
+
+A privguard value is ASCII text ``pg1.<alg>.<key id>.<payload>``; see docs/encryption.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from binascii import Error as _BinasciiError
+from binascii import a2b_base64, b2a_base64
+from typing import Final, NoReturn, SupportsIndex
+
+__all__ = [
+    "ALG_GCM",
+    "ALG_HMAC",
+    "ALG_SIV",
+    "B64URL_TABLE",
+    "HMAC_SIZE",
+    "MAGIC",
+    "NONCE_POOL",
+    "NONCE_SIZE",
+    "PREFIX",
+    "TAG_SIZE",
+    "NoPickle",
+    "b64url",
+    "decode_payload",
+    "header",
+    "is_protected",
+    "is_valid_key_id",
+    "lp",
+    "parse",
+    "refill_nonces",
+    "take_nonce",
+    "unb64url",
+]
+
+MAGIC: Final = "pg1"  # "pg" and format version 1
+PREFIX: Final = MAGIC + "."
+ALG_GCM: Final = "g"  # AES-256-GCM, 96-bit random nonce, 128-bit tag
+ALG_SIV: Final = "s"  # AES-SIV (RFC 5297) with a 512-bit key: deterministic
+ALG_HMAC: Final = "h"  # HMAC-SHA256: one-way
+NONCE_SIZE: Final = 12
+TAG_SIZE: Final = 16
+HMAC_SIZE: Final = 32
+
+# The smallest decoded payload each algorithm can produce (an empty plaintext).
+_MIN_PAYLOAD: Final = {ALG_GCM: NONCE_SIZE + TAG_SIZE, ALG_SIV: TAG_SIZE, ALG_HMAC: HMAC_SIZE}
+_MAX_PAYLOAD_FIXED: Final = {ALG_HMAC: HMAC_SIZE}
+
+_KEY_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+B64URL_TABLE: Final = bytes.maketrans(b"+/", b"-_")
+# "+" and "/" map to "!", which strict decoding rejects: only the URL-safe alphabet passes.
+_FROM_URL: Final = bytes.maketrans(b"-_+/", b"+/!!")
+
+
+class NoPickle:
+    """Refuses pickling and copying: the object holds key material or plaintext."""
+
+    __slots__ = ()
+
+    def _refuse(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} holds key material and cannot be pickled or copied")
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        self._refuse()
+
+    def __reduce__(self) -> NoReturn:
+        self._refuse()
+
+    def __getstate__(self) -> NoReturn:
+        self._refuse()
+
+
+def is_valid_key_id(key_id: object) -> bool:
+    """1 to 32 characters of ``[A-Za-z0-9_-]``, starting with a letter or digit."""
+    return isinstance(key_id, str) and _KEY_ID.fullmatch(key_id) is not None
+
+
+def header(alg: str, key_id: str) -> str:
+    """``pg1.<alg>.<key id>.``: the part of a value that names how to open it."""
+    return f"{PREFIX}{alg}.{key_id}."
+
+
+def lp(data: bytes) -> bytes:
+    """One length-prefixed component: a 4-byte big-endian length, then the bytes."""
+    return len(data).to_bytes(4, "big") + data
+
+
+def b64url(data: bytes) -> str:
+    """base64url (RFC 4648 section 5) with padding, as ``str``."""
+    return b2a_base64(data, newline=False).translate(B64URL_TABLE).decode("ascii")
+
+
+def unb64url(text: str) -> bytes | None:
+    """Decode canonical padded base64url, or ``None``.
+
+    Canonical means the text is exactly what :func:`b64url` would produce for the bytes,
+    so no two texts decode to the same bytes: a standard-alphabet ``+`` or ``/`` is
+    refused, and so is a last character whose unused low bits are not zero.
+    """
+    try:
+        data = a2b_base64(text.encode("ascii").translate(_FROM_URL), strict_mode=True)
+    except (UnicodeEncodeError, _BinasciiError):
+        return None
+    if text[-1:] == "=":
+        if text[-2] == "=":
+            if text[-3] not in "AQgw":  # one byte: the second character's low 4 bits are 0
+                return None
+        elif text[-2] not in "AEIMQUYcgkosw048":  # two bytes: the third's low 2 bits are 0
+            return None
+    return data
+
+
+def parse(value: str) -> tuple[str, str, str] | None:
+    """``(alg, key id, payload text)`` for a well-formed header, else ``None``.
+
+    Checks the header and that the payload is non-empty; it does not decode the payload.
+    """
+    if not value.startswith(PREFIX):
+        return None
+    parts = value.split(".")
+    if len(parts) != 4:
+        return None
+    _, alg, key_id, payload = parts
+    if alg not in _MIN_PAYLOAD or not payload or _KEY_ID.fullmatch(key_id) is None:
+        return None
+    return alg, key_id, payload
+
+
+def decode_payload(alg: str, payload: str) -> bytes | None:
+    """The payload bytes if canonical and long enough for ``alg``, else ``None``."""
+    data = unb64url(payload)
+    if data is None or len(data) < _MIN_PAYLOAD[alg]:
+        return None
+    fixed = _MAX_PAYLOAD_FIXED.get(alg)
+    if fixed is not None and len(data) != fixed:
+        return None
+    return data
+
+
+def is_protected(value: str) -> bool:
+    """True when ``value`` is a well-formed privguard ciphertext, token or pseudonym."""
+    parsed = parse(value)
+    return parsed is not None and decode_payload(parsed[0], parsed[2]) is not None
+
+
+# Nonces: 96 random bits each, from os.urandom, drawn in batches. One getrandom() call
+# per nonce costs about as much as the AES-GCM call itself; a batch costs one call per
+# _NONCE_BATCH nonces. list.pop() and list.extend() are atomic under the GIL, so threads
+# never share a nonce; a forked child starts with an empty pool (see register_at_fork
+# below) so parent and child never share one either.
+_NONCE_BATCH: Final = 1024
+NONCE_POOL: list[bytes] = []
+
+
+def refill_nonces() -> bytes:
+    pool = os.urandom(NONCE_SIZE * _NONCE_BATCH)
+    fresh = [pool[i : i + NONCE_SIZE] for i in range(0, len(pool), NONCE_SIZE)]
+    nonce = fresh.pop()
+    NONCE_POOL.extend(fresh)
+    return nonce
+
+
+def take_nonce() -> bytes:
+    """A fresh random 96-bit nonce. (The hot path inlines this.)"""
+    try:
+        return NONCE_POOL.pop()
+    except IndexError:
+        return refill_nonces()
+
+
+def _forget_nonces_after_fork() -> None:
+    NONCE_POOL.clear()
+
+
+os.register_at_fork(after_in_child=_forget_nonces_after_fork)
