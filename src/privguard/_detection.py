@@ -1,0 +1,968 @@
+"""Free-text detectors: card numbers, e-mail addresses, phone numbers and IBANs.
+
+``docs/detectors.md`` says what each detector finds, what it misses and why.
+
+Speed comes from never looking at most of the text in Python: three scans run in C
+(``str.find`` for ``@``, one regex for runs of at least seven digits, one regex for the
+two letters and two digits that open an IBAN) and only their few hits reach the
+per-kind checks. Every decision depends on a bounded neighbourhood of the hit, which is
+what lets :mod:`privguard._streams` redact a stream chunk by chunk with a small
+look-behind and still give the one-shot result.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import phonenumbers
+from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
+
+from ._errors import PolicyError
+from ._taxonomy import Categories
+
+__all__ = [
+    "DEFAULT_PHONE_REGIONS",
+    "DEFAULT_SCANNER",
+    "KINDS",
+    "Finding",
+    "TextScanner",
+    "luhn_valid",
+]
+
+KINDS: Final = ("card", "email", "phone", "iban")
+DEFAULT_PHONE_REGIONS: Final = ("US", "GB", "DE", "FR", "IL", "JP", "CN", "BR", "IN")
+
+_CATEGORY: Final = {
+    "card": Categories.CARD,
+    "email": Categories.EMAIL,
+    "phone": Categories.PHONE,
+    "iban": Categories.IBAN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Where a piece of personal data sits in a text: ``text[start:end]``.
+
+    It holds offsets only, so its repr never shows the value.
+    """
+
+    kind: str
+    category: str
+    start: int
+    end: int
+
+
+# --- Luhn ----------------------------------------------------------------------------
+
+_LUHN_DOUBLE: Final = str.maketrans("0123456789", "0246813579")
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the ASCII digit string passes the Luhn (mod 10) check.
+
+    >>> luhn_valid("4111111111111111")
+    True
+    """
+    if len(digits) < 2 or not (digits.isascii() and digits.isdigit()):
+        return False
+    odd = sum(map(int, digits[-1::-2]))
+    even = sum(map(int, digits[-2::-2].translate(_LUHN_DOUBLE)))
+    return (odd + even) % 10 == 0
+
+
+def _ascii_digits(s: str) -> str:
+    """Map any Unicode decimal digits (fullwidth, Arabic-Indic …) to ASCII."""
+    if s.isascii():
+        return s
+    return "".join(str(unicodedata.decimal(c)) for c in s)
+
+
+# --- cards ---------------------------------------------------------------------------
+
+# (first prefix, last prefix, allowed lengths). Prefixes compare on their own length.
+_CARD_RANGES: Final[tuple[tuple[str, str, tuple[int, ...]], ...]] = (
+    ("1", "1", (15,)),  # UATP: in scope, see docs/detectors.md
+    ("2200", "2204", (16, 17, 18, 19)),  # Mir
+    ("2221", "2720", (16,)),  # Mastercard 2-series
+    ("300", "305", (14, 15, 16, 17, 18, 19)),  # Diners Club International
+    ("3095", "3095", (14, 15, 16, 17, 18, 19)),
+    ("34", "34", (15,)),  # American Express
+    ("36", "36", (14, 15, 16, 17, 18, 19)),  # Diners
+    ("37", "37", (15,)),  # American Express
+    ("38", "39", (14, 15, 16, 17, 18, 19)),  # Diners, Hipercard 3841
+    ("3528", "3589", (16, 17, 18, 19)),  # JCB
+    ("4", "4", (13, 16, 19)),  # Visa, Visa Electron, Elo 4x
+    # Maestro issues 12 to 19 digits, but only 16 and more are in use in numbers: a
+    # 13-15 digit run starting with 5 or 6 is far likelier an id that passed Luhn by luck.
+    ("50", "50", (16, 17, 18, 19)),  # Maestro, Dankort 5019, Aura, Verve
+    ("51", "55", (16,)),  # Mastercard
+    ("56", "59", (16, 17, 18, 19)),  # Maestro
+    # Discover 6011/644-649/65, UnionPay 62, Maestro 6x, RuPay 60, BC card and DinaCard 65
+    ("60", "69", (16, 17, 18, 19)),
+    ("81", "82", (16, 17, 18, 19)),  # UnionPay 81, RuPay 82
+    ("9792", "9792", (16,)),  # Troy
+    ("9891", "9891", (16,)),  # DinaCard
+)
+
+
+def _build_card_prefix_table() -> dict[str, frozenset[int]]:
+    table: dict[str, set[int]] = {}
+    for lo, hi, lengths in _CARD_RANGES:
+        width = len(lo)
+        for prefix in range(int(lo), int(hi) + 1):
+            head = str(prefix).zfill(width)
+            for tail in range(10 ** (4 - width)):
+                key = head + (str(tail).zfill(4 - width) if width < 4 else "")
+                table.setdefault(key, set()).update(lengths)
+    return {key: frozenset(lengths) for key, lengths in table.items()}
+
+
+_CARD_LENGTHS_BY_PREFIX: Final = _build_card_prefix_table()
+_CARD_SEPS: Final = frozenset((" ", "-"))
+_CARD_SPECIAL_LAYOUTS: Final = frozenset(((4, 6, 5), (4, 6, 4), (4, 5, 6)))
+
+
+def _card_layout_ok(groups: tuple[int, ...]) -> bool:
+    """Contiguous, the printed 4-4-4-4(-3) family, or Amex/Diners/UATP 4-6-5, 4-6-4, 4-5-6."""
+    if len(groups) == 1 or groups in _CARD_SPECIAL_LAYOUTS:
+        return True
+    return len(groups) >= 4 and all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
+
+
+def _card_number_ok(digits: str) -> bool:
+    lengths = _CARD_LENGTHS_BY_PREFIX.get(digits[:4])
+    return lengths is not None and len(digits) in lengths and luhn_valid(digits)
+
+
+# --- numeric runs (cards and phones) ---------------------------------------------------
+
+# Separators that may join two digit groups of one card or phone number.
+_SEP: Final = r"(?:[ \-./]|\)[ \-.]?|[ \-.]?\()"
+# The one scan over the whole text. It starts with \d, so the regex engine skips
+# everything else in C, and finds: stretches of digits and separators of at least seven
+# characters (cards, phones), and two digits right after two letters (IBAN check digits).
+_DIGIT_SCAN: Final = re.compile(r"\d(?:[\d \-./()]{5,}\d|(?<=[A-Za-z]{2}\d)\d)")
+# Within a stretch: a run of at least seven digit groups joined by single separators.
+_NUM_RUN: Final = re.compile(rf"\d(?:{_SEP}?\d){{6,}}")
+_DIGIT_GROUP: Final = re.compile(r"\d+")
+# The trailing numeric run of a buffer (streams): digits and separators up to the end.
+_NUM_TAIL: Final = re.compile(rf"[+(]?\d+(?:{_SEP}\d+)*[ \-./()]{{0,2}}\Z")
+
+_MAX_CARD_SPAN: Final = 19 + 18  # 19 digits and 18 single separators
+_MAX_PHONE_GROUPS: Final = 7
+
+# The shape of one phone number as written. Groups after the country code or area code
+# are checked for consistent separators afterwards.
+_PHONE_SHAPE: Final = re.compile(
+    r"""
+    (?:
+        (?P<cc>\+\d{1,3})(?:[ \-.]?\((?P<area1>\d{1,5})\)[ \-.]?|[ \-.])
+      | (?P<plus>\+)
+      | \((?P<area2>\d{1,5})\)[ \-.]?
+    )?
+    (?P<rest>\d+(?:[ \-./]\d+)*)
+    """,
+    re.VERBOSE,
+)
+_DATE_SHAPES: Final = re.compile(
+    r"""
+      \d{4}[-./](?:0?[1-9]|1[0-2])[-./](?:0?[1-9]|[12]\d|3[01])
+    | (?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|[12]\d|3[01])[-./](?:\d{2}|\d{4})
+    """,
+    re.VERBOSE,
+)
+_NON_DIGITS: Final = re.compile(r"\D")
+# Words right before a bare digit run that make it an identifier, not a phone number.
+_ID_CONTEXT: Final = re.compile(
+    r"""
+    (?:
+        \b(?:order|ticket|invoice|booking|reservation|ref|reference|confirmation|tracking
+            |account|acct|transaction|txn|receipt|sku|serial|id|pin|code|case|item|upc|ean
+            |gtin|isbn|issn|ts|time|timestamp|epoch|date|created|updated|expires|exp|iat|nbf)\b
+        [^\w\n]{0,3}(?:(?:no|nr|num|number|id)\b[^\w\n]{0,3})?
+      | \#\s?
+    )\Z
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_ID_CONTEXT_REACH: Final = 40
+_BARE_PHONE_TYPES: Final = frozenset((PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE))
+
+# --- e-mail --------------------------------------------------------------------------
+
+_LOCAL_MAX: Final = 64
+# Matched on the reversed text before "@": local parts run leftwards from the "@".
+_LOCAL_REV: Final = re.compile(r"[\w.+'\-]{1,64}")
+_LABEL: Final = r"[^\W_](?:[\w\-]{0,61}[^\W_])?"
+_DOMAIN: Final = re.compile(
+    rf"(?:{_LABEL}\.){{1,10}}(?P<tld>[^\W\d_]{{2,63}}|[Xx][Nn]--[A-Za-z0-9\-]{{1,59}})(?![\w\-])"
+)
+_DOMAIN_TAIL: Final = re.compile(r"[\w.\-]*\Z")
+# File extensions that are not top-level domains: "logo@2x.png" is a file name.
+_FILE_EXTENSIONS: Final = (
+    "png jpg jpeg gif svg webp bmp tif tiff ico heic txt csv tsv json yaml yml xml js mjs ts "
+    "tsx jsx css scss less html htm php jsp asp aspx pdf doc docx xls xlsx ppt pptx odt rtf "
+    "log ini cfg conf toml lock tar gz tgz bz xz rar dmg exe dll so jar war md rst"
+)
+_NOT_TLDS: Final = frozenset(_FILE_EXTENSIONS.split())
+
+# --- IBAN ----------------------------------------------------------------------------
+
+_IBAN_BODY: Final = re.compile(r"[A-Za-z]{2}\d\d(?:[ ]?[A-Za-z0-9]{1,4}){1,9}")
+_IBAN_TAIL: Final = re.compile(r"[A-Za-z]{2}\d\d(?:[ ]?[A-Za-z0-9]{1,4}){0,9}[ ]?\Z")
+# Lengths from the SWIFT IBAN registry, plus the countries that use IBANs without
+# being registered there yet (the mod-97 check keeps them precise).
+_IBAN_REGISTRY: Final = (
+    "AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BI27 BL27 BR29 BY28 CH21 CR22 CY28 CZ24 "
+    "DE22 DJ27 DK18 DO28 EE20 EG29 ES24 FI18 FK18 FO18 FR27 GB22 GE22 GF27 GI23 GL18 GP27 "
+    "GR27 GT28 HR21 HU28 IE22 IL23 IQ23 IS26 IT27 JO30 KW30 KZ20 LB28 LC32 LI21 LT20 LU20 "
+    "LV21 LY25 MC27 MD24 ME22 MF27 MK19 MN20 MQ27 MR27 MT31 MU30 NC27 NI28 NL18 NO15 OM23 "
+    "PF27 PK24 PL28 PM27 PS29 PT25 QA29 RE27 RO24 RS22 RU33 SA24 SC31 SD18 SE24 SI19 SK24 "
+    "SM27 SO23 ST25 SV28 TF27 TL23 TN24 TR26 UA29 VA22 VG24 WF27 XK20 YE30 YT27 "
+    # not (yet) in the registry, in use
+    "AO25 BF28 BJ28 CF27 CG27 CI28 CM27 CV25 DZ26 GA27 GQ27 GW25 HN28 IR26 KM27 MA28 MG27 "
+    "ML28 MZ25 NE28 SN28 TD27 TG28 "
+)
+_IBAN_LENGTHS: Final = {entry[:2]: int(entry[2:]) for entry in _IBAN_REGISTRY.split()}
+_IBAN_LETTERS: Final = str.maketrans({chr(c): str(c - 55) for c in range(65, 91)})
+
+
+def _iban_checksum_ok(compact: str) -> bool:
+    rearranged = (compact[4:] + compact[:4]).upper().translate(_IBAN_LETTERS)
+    return rearranged.isdigit() and int(rearranged) % 97 == 1
+
+
+# --- the scanner -----------------------------------------------------------------------
+
+_PHONE_CACHE_MAX: Final = 4096
+
+
+class TextScanner:
+    """Finds card numbers, e-mail addresses, phone numbers and IBANs in free text.
+
+    Build one per configuration and share it: it is immutable apart from a small cache
+    of digit strings known not to be phone numbers.
+
+    >>> scanner = TextScanner()
+    >>> scanner.redact("card 4111 1111 1111 1111", lambda f, s: f"[{f.kind.upper()}]")
+    'card [CARD]'
+    """
+
+    def __init__(
+        self,
+        kinds: Iterable[str] = KINDS,
+        *,
+        phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
+    ) -> None:
+        wanted = tuple(kinds)
+        if isinstance(kinds, str):
+            raise PolicyError("kinds must be a collection of kind names, not one string")
+        for kind in wanted:
+            if kind not in _CATEGORY:
+                raise PolicyError(f"unknown detector kind {kind!r}; known: {', '.join(KINDS)}")
+        regions = tuple(r.upper() for r in phone_regions)
+        supported = phonenumbers.SUPPORTED_REGIONS
+        for region in regions:
+            if region not in supported:
+                raise PolicyError(f"unknown phone region {region!r}")
+        if "phone" in wanted and not regions:
+            raise PolicyError("phone detection needs at least one phone region")
+        self.kinds: frozenset[str] = frozenset(wanted)
+        self.phone_regions: tuple[str, ...] = regions
+        self._card = "card" in self.kinds
+        self._email = "email" in self.kinds
+        self._phone = "phone" in self.kinds
+        self._iban = "iban" in self.kinds
+        self._regions = tuple(_RegionRule(region) for region in regions)
+        self._not_phones: dict[tuple[str, bool, bool], None] = {}
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(k for k in KINDS if k in self.kinds)
+        return f"TextScanner(kinds=({kinds}), phone_regions={self.phone_regions!r})"
+
+    # public API
+
+    def scan(self, text: str) -> list[Finding]:
+        """All findings in ``text``, sorted by position and non-overlapping."""
+        return _resolve(self._candidates(text, 0))
+
+    def contains(self, text: str) -> bool:
+        """True when ``text`` holds any personal data this scanner detects."""
+        return bool(self._candidates(text, 0, first_only=True))
+
+    def redact(self, text: str, replace: Callable[[Finding, str], str]) -> str:
+        """``text`` with each finding replaced by ``replace(finding, matched_text)``."""
+        return _apply(text, self.scan(text), replace)
+
+    # internals shared with privguard._streams
+
+    def _candidates(self, text: str, floor: int, *, first_only: bool = False) -> list[Finding]:
+        """Each detector's own findings starting at or after ``floor``, not yet resolved
+        against each other."""
+        out: list[Finding] = []
+        if self._email:
+            self._emails(text, floor, out)
+            if first_only and out:
+                return out
+        if self._card or self._phone or self._iban:
+            self._digits(text, floor, out, first_only)
+        return out
+
+    def _hold_start(self, text: str, floor: int) -> int:
+        """Where the tail starts that more text could still turn into (or change) a
+        finding. Text before it is decided. Used by the stream redactors."""
+        n = len(text)
+        hold = max(floor, n - 2)  # findings look at most two characters past their end
+        if self._card or self._phone:
+            m = _NUM_TAIL.search(text, max(floor, n - 2 * _MAX_CARD_SPAN))
+            if m:
+                start = m.start()
+                if n - start > _MAX_CARD_SPAN + 8:
+                    # Only the last groups can still join a number: windows are shorter.
+                    for g in _DIGIT_GROUP.finditer(text, start, n):
+                        if g.start() >= n - (_MAX_CARD_SPAN + 8):
+                            start = g.start()
+                            break
+                hold = min(hold, start)
+        if self._iban:
+            m = _IBAN_TAIL.search(text, max(floor, n - 60))
+            # without a match, "DE" or "DE8" at the very end may still open one
+            hold = min(hold, m.start() if m else max(floor, n - 3))
+        if self._email:
+            window = text[max(floor, n - _LOCAL_MAX) :]
+            m = _LOCAL_REV.match(window[::-1])
+            if m:
+                hold = min(hold, n - m.end())
+            at = text.rfind("@", floor)
+            if at >= 0 and _DOMAIN_TAIL.match(text, at + 1):
+                before = text[max(floor, at - _LOCAL_MAX) : at]
+                m = _LOCAL_REV.match(before[::-1])
+                if m:
+                    hold = min(hold, at - m.end())
+        return hold
+
+    def _open_email_start(self, text: str, floor: int) -> int | None:
+        """Start of an address whose domain may still be growing at the end of ``text``."""
+        at = text.rfind("@", floor)
+        if at < 0 or not _DOMAIN_TAIL.match(text, at + 1):
+            return None
+        before = text[max(floor, at - _LOCAL_MAX) : at]
+        m = _LOCAL_REV.match(before[::-1])
+        return at - m.end() if m else None
+
+    # e-mail
+
+    def _emails(self, text: str, floor: int, out: list[Finding]) -> None:
+        find = text.find
+        at = find("@", floor)
+        while at >= 0:
+            nxt = at + 1
+            if at > floor:
+                before = text[max(0, at - _LOCAL_MAX) : at]
+                local = _LOCAL_REV.match(before[::-1])
+                dom = _DOMAIN.match(text, nxt) if local else None
+                if local and dom and dom.group("tld").lower() not in _NOT_TLDS:
+                    start = at - local.end()
+                    while start < at and text[start] in ".'":
+                        start += 1
+                    if start >= floor and start < at and any(c.isalnum() for c in text[start:at]):
+                        out.append(Finding("email", Categories.EMAIL, start, dom.end()))
+                        nxt = dom.end()
+            at = find("@", nxt)
+
+    # IBANs, cards and phones: everything that starts at a digit
+
+    def _digits(self, text: str, floor: int, out: list[Finding], first_only: bool) -> None:
+        numbers = self._card or self._phone
+        iban_done = floor
+        for m in _DIGIT_SCAN.finditer(text, max(0, floor - 2)):
+            s, e = m.span()
+            if e <= floor:
+                continue
+            if self._iban and s >= 2 and s - 2 >= iban_done:
+                head = text[s - 2 : s]
+                if head.isascii() and head.isalpha():
+                    end = _iban_at(text, s - 2)
+                    if end is not None:
+                        out.append(Finding("iban", Categories.IBAN, s - 2, end))
+                        iban_done = end
+                        if first_only:
+                            return
+                        continue
+            if not numbers or e - s < 7:
+                continue
+            stretch = text[s:e]
+            if stretch.isdigit():
+                self._contiguous(text, s, e, floor, out)
+            elif not _never_card_or_phone(stretch):
+                for run in _NUM_RUN.finditer(text, s, e):
+                    self._run(text, run.start(), run.end(), floor, out)
+            if first_only and out:
+                return
+
+    def _contiguous(self, text: str, s: int, e: int, floor: int, out: list[Finding]) -> None:
+        """One run of digits without separators: the common case, kept cheap."""
+        if s < floor:
+            return
+        size = e - s
+        before = text[s - 1] if s else ""
+        if e < len(text) and text[e].isalnum():
+            return
+        if before.isalnum():
+            return
+        if (
+            self._card
+            and 13 <= size <= 19
+            and before != "+"
+            and _card_number_ok(_ascii_digits(text[s:e]))
+        ):
+            out.append(Finding("card", Categories.CARD, s, e))
+            return
+        if not self._phone:
+            return
+        if before == "+":
+            if 8 <= size <= 15 and self._is_phone(text, s - 1, e, False):
+                out.append(Finding("phone", Categories.PHONE, s - 1, e))
+        elif (10 <= size <= 12 or (size <= 17 and text.startswith("00", s))) and self._is_phone(
+            text, s, e, False
+        ):
+            out.append(Finding("phone", Categories.PHONE, s, e))
+
+    def _run(self, text: str, rs: int, rend: int, floor: int, out: list[Finding]) -> None:
+        """A run of digit groups joined by single separators."""
+        starts: list[int] = []
+        ends: list[int] = []
+        for g in _DIGIT_GROUP.finditer(text, rs, rend):
+            starts.append(g.start())
+            ends.append(g.end())
+        before = text[rs - 1] if rs else ""
+        left_ok = not before.isalnum()
+        right_ok = rend == len(text) or not text[rend].isalnum()
+        first = 0
+        while first < len(starts) and starts[first] < floor:
+            first += 1
+        covered: set[int] = set()
+        if self._card and sum(ends[k] - starts[k] for k in range(first, len(starts))) >= 13:
+            card_left_ok = left_ok and before != "+"  # "+" opens a phone number, never a card
+            self._cards_in_run(text, starts, ends, first, card_left_ok, right_ok, out, covered)
+        if self._phone:
+            self._phones_in_run(text, rs, starts, ends, first, left_ok, right_ok, out, covered)
+
+    def _cards_in_run(
+        self,
+        text: str,
+        starts: list[int],
+        ends: list[int],
+        i: int,
+        left_ok: bool,
+        right_ok: bool,
+        out: list[Finding],
+        covered: set[int],
+    ) -> None:
+        n = len(starts)
+        last = n - 1
+        while i < n:
+            if (i == 0 and left_ok) or (i > 0 and text[ends[i - 1] : starts[i]] in _CARD_SEPS):
+                found = self._card_window(text, starts, ends, i, last, right_ok)
+                if found is not None:
+                    out.append(Finding("card", Categories.CARD, starts[i], ends[found]))
+                    covered.update(range(i, found + 1))
+                    i = found + 1
+                    continue
+            i += 1
+
+    @staticmethod
+    def _card_window(
+        text: str, starts: list[int], ends: list[int], i: int, last: int, right_ok: bool
+    ) -> int | None:
+        """Index of the last group of the longest card starting at group ``i``."""
+        reach: list[tuple[int, int]] = []
+        total = 0
+        for j in range(i, last + 1):
+            if j > i and text[ends[j - 1] : starts[j]] not in _CARD_SEPS:
+                break
+            total += ends[j] - starts[j]
+            if total > 19:
+                break
+            reach.append((j, total))
+        for j, total in reversed(reach):
+            if total < 13:
+                return None
+            if j == last:
+                if not right_ok:
+                    continue
+            elif text[ends[j] : starts[j + 1]] not in _CARD_SEPS:
+                continue
+            layout = tuple(ends[k] - starts[k] for k in range(i, j + 1))
+            if not _card_layout_ok(layout):
+                continue
+            digits = _ascii_digits("".join(text[starts[k] : ends[k]] for k in range(i, j + 1)))
+            if _card_number_ok(digits):
+                return j
+        return None
+
+    def _phones_in_run(
+        self,
+        text: str,
+        rs: int,
+        starts: list[int],
+        ends: list[int],
+        i: int,
+        left_ok: bool,
+        right_ok: bool,
+        out: list[Finding],
+        covered: set[int],
+    ) -> None:
+        n = len(starts)
+        last = n - 1
+        while i < n:
+            if i in covered:
+                i += 1
+                continue
+            wstart = self._phone_window_start(text, rs, starts, ends, i, left_ok)
+            if wstart is not None:
+                found = self._phone_window(text, starts, ends, i, last, wstart, right_ok, covered)
+                if found is not None:
+                    out.append(Finding("phone", Categories.PHONE, wstart, ends[found]))
+                    i = found + 1
+                    continue
+            i += 1
+
+    @staticmethod
+    def _phone_window_start(
+        text: str, rs: int, starts: list[int], ends: list[int], i: int, left_ok: bool
+    ) -> int | None:
+        """Where a phone number starting at group ``i`` begins (with its ``+`` or ``(``),
+        or None when group ``i`` cannot begin one."""
+        if i > 0:
+            sep = text[ends[i - 1] : starts[i]]
+            if sep == " ":
+                return starts[i]
+            if sep == " (":
+                return starts[i] - 1
+            return None
+        start = rs
+        if rs > 0 and text[rs - 1] in "+(":
+            start = rs - 1
+        elif not left_ok:
+            return None
+        if start > 0:
+            before = text[start - 1]
+            if before.isalnum() or before == "+":
+                return None
+            if before in "-./" and start > 1 and text[start - 2].isalnum():
+                return None  # a GUID, a path, a version: part of a longer token
+        return start
+
+    def _phone_window(
+        self,
+        text: str,
+        starts: list[int],
+        ends: list[int],
+        i: int,
+        last: int,
+        wstart: int,
+        right_ok: bool,
+        covered: set[int],
+    ) -> int | None:
+        """Index of the last group of the longest phone number starting at group ``i``."""
+        top = i
+        digits = ends[i] - starts[i]
+        while top < last and top + 1 - i < _MAX_PHONE_GROUPS and top + 1 not in covered:
+            if digits + ends[top + 1] - starts[top + 1] > 17:
+                break
+            top += 1
+            digits += ends[top] - starts[top]
+        for j in range(top, i - 1, -1):
+            if j < top:
+                digits -= ends[j + 1] - starts[j + 1]
+            if digits < 7:
+                return None
+            end = ends[j]
+            if j == last:
+                if not right_ok:
+                    continue
+                after = text[end : end + 2]
+                if after[:1] in ("-", "/") and len(after) == 2 and after[1].isalnum():
+                    continue
+            elif text[end : starts[j + 1]] != " ":
+                continue
+            if self._is_phone(text, wstart, end, _ambiguous_chain(text, starts, ends, i, j)):
+                return j
+        return None
+
+    def _is_phone(self, text: str, start: int, end: int, inside_chain: bool) -> bool:
+        window = text[start:end]
+        if window[0] == "(" and ")" not in window:
+            window = window[1:]
+            start += 1
+        shape = _PHONE_SHAPE.fullmatch(window)
+        if shape is None:
+            return False
+        rest = shape.group("rest")
+        intl = shape.group("cc") is not None or shape.group("plus") is not None
+        seps = set(_DIGIT_GROUP.sub("", rest))
+        bare = not seps and not intl and shape.group("area2") is None
+        if inside_chain and " " in seps and not intl:
+            # "0510 5100" inside "2720 1051 0510 5100": a national number written with
+            # spaces must be the whole space-joined chain, or where would it start?
+            return False
+        if seps:
+            groups = rest.split(next(iter(seps))) if len(seps) == 1 else re.split(r"\D", rest)
+            if seps <= {" ", "-"}:
+                if len(groups) > 1 and len(groups[0]) > 6 and not intl:
+                    return False
+            elif seps == {"."}:
+                if rest.count(".") < 2 or any(len(g) > 4 for g in groups):
+                    return False
+                if not intl and len(groups) == 4 and all(len(g) <= 3 for g in groups):
+                    return False  # an IPv4 address
+            elif seps == {"/"}:
+                if rest.count("/") != 1:
+                    return False
+            else:
+                return False
+            if any(len(g) > 8 for g in groups):
+                return False
+            if not intl and shape.group("area2") is None and _DATE_SHAPES.fullmatch(rest):
+                return False
+        digits = _ascii_digits(_NON_DIGITS.sub("", window))
+        if not intl and digits.startswith("00") and len(digits) >= 10:
+            intl, digits = True, digits[2:]
+        if intl:
+            if not 7 <= len(digits) <= 15:
+                return False
+        elif bare:
+            if not 10 <= len(digits) <= 12:
+                return False
+            context = text[max(0, start - _ID_CONTEXT_REACH) : start]
+            if _ID_CONTEXT.search(context):
+                return False
+        elif not 8 <= len(digits) <= 12:
+            return False
+        return self._valid_phone_number(digits, intl, bare)
+
+    def _valid_phone_number(self, digits: str, intl: bool, bare: bool) -> bool:
+        key = (digits, intl, bare)
+        if key in self._not_phones:
+            return False
+        if self._check_phone_number(digits, intl, bare):
+            return True
+        # Only negatives are cached: the cache never holds a phone number.
+        if len(self._not_phones) >= _PHONE_CACHE_MAX:
+            self._not_phones.clear()
+        self._not_phones[key] = None
+        return False
+
+    def _check_phone_number(self, digits: str, intl: bool, bare: bool) -> bool:
+        if intl:
+            return _valid_international(digits)
+        for rule in self._regions:
+            number_type = rule.home_number_type(digits)
+            if number_type is None:
+                continue
+            if bare and number_type not in _BARE_PHONE_TYPES:
+                continue
+            return True
+        return False
+
+
+# --- phone number metadata ------------------------------------------------------------
+# phonenumbers' parse(), is_valid_number() and format_number() cost about 100 µs per
+# number; these checks read the same metadata and cost a few regex matches.
+
+_TYPED_DESCS: Final = (
+    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
+    ("toll_free", PhoneNumberType.TOLL_FREE),
+    ("shared_cost", PhoneNumberType.SHARED_COST),
+    ("voip", PhoneNumberType.VOIP),
+    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
+    ("pager", PhoneNumberType.PAGER),
+    ("uan", PhoneNumberType.UAN),
+    ("voicemail", PhoneNumberType.VOICEMAIL),
+)
+_FIXED_LINE: Final = PhoneNumberType.FIXED_LINE
+_Desc = tuple[frozenset[int], "re.Pattern[str]"]
+
+
+def _desc(desc: PhoneNumberDesc | None) -> _Desc | None:
+    if desc is None or not desc.national_number_pattern:
+        return None
+    pattern: str = desc.national_number_pattern
+    return frozenset(desc.possible_length or ()), re.compile(pattern)
+
+
+def _matches(nsn: str, desc: _Desc | None) -> bool:
+    if desc is None:
+        return False
+    lengths, pattern = desc
+    return (not lengths or len(nsn) in lengths) and pattern.fullmatch(nsn) is not None
+
+
+class _RegionNumbers:
+    """One region's numbering plan, read from phonenumbers' metadata."""
+
+    __slots__ = (
+        "country_code",
+        "formats",
+        "general",
+        "leading",
+        "mobile",
+        "national_prefix",
+        "region",
+        "same_fixed_mobile",
+        "types",
+        "types_in_order",
+    )
+
+    def __init__(self, region: str, metadata: PhoneMetadata) -> None:
+        general = _desc(metadata.general_desc)
+        if general is None:
+            raise PolicyError(f"no phone number metadata for region {region!r}")
+        self.region = region
+        self.country_code: int = metadata.country_code or 0
+        self.national_prefix: str = metadata.national_prefix or ""
+        self.general: _Desc = general
+        self.leading = re.compile(metadata.leading_digits) if metadata.leading_digits else None
+        self.mobile = _desc(metadata.mobile)
+        self.same_fixed_mobile = bool(metadata.same_mobile_and_fixed_line_pattern)
+        # phonenumbers tests the types one by one in this order; one alternation in the
+        # same order, each branch guarded by its possible lengths, gives the same answer.
+        ordered = [*_TYPED_DESCS, ("fixed_line", _FIXED_LINE)]
+        if not self.same_fixed_mobile:
+            ordered.append(("mobile", PhoneNumberType.MOBILE))
+        branches: list[str] = []
+        kinds: list[int] = []
+        for name, kind in ordered:
+            desc = _desc(getattr(metadata, name))
+            if desc is None:
+                continue
+            lengths, pattern = desc
+            sizes = "|".join(r"\d{" + str(n) + "}" for n in sorted(lengths))
+            guard = rf"(?=(?:{sizes})\Z)" if lengths else ""
+            branches.append(f"(?P<t{len(kinds)}>{guard}(?:{pattern.pattern}))")
+            kinds.append(kind)
+        self.types = re.compile("|".join(branches)) if branches else None
+        self.types_in_order = tuple(kinds)
+        self.formats = tuple(
+            (
+                re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None,
+                re.compile(f.pattern),
+                _NON_DIGITS.sub("", (f.national_prefix_formatting_rule or "").replace("\\1", "")),
+            )
+            for f in metadata.number_format
+            if f.pattern is not None
+        )
+
+    def number_type(self, nsn: str) -> int | None:
+        """The number's type, or None when it is not valid (as phonenumbers'
+        ``_number_type_helper`` decides)."""
+        if self.types is None or not _matches(nsn, self.general):
+            return None
+        m = self.types.fullmatch(nsn)
+        if m is None or m.lastgroup is None:
+            return None
+        kind = self.types_in_order[int(m.lastgroup[1:])]
+        if kind == _FIXED_LINE and (self.same_fixed_mobile or _matches(nsn, self.mobile)):
+            return PhoneNumberType.FIXED_LINE_OR_MOBILE
+        return kind
+
+    def home_prefix(self, nsn: str) -> str:
+        """The digits the national format writes before ``nsn`` (the trunk "0")."""
+        for leading, pattern, prefix in self.formats:
+            if (leading is None or leading.match(nsn)) and pattern.fullmatch(nsn):
+                return prefix
+        return ""
+
+
+_PLANS: dict[str, _RegionNumbers] = {}
+
+
+def _plans_for_country_code(country_code: int) -> tuple[_RegionNumbers, ...]:
+    plans: list[_RegionNumbers] = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
+        key = region if region != "001" else f"+{country_code}"
+        plan = _PLANS.get(key)
+        if plan is None:
+            metadata = (
+                PhoneMetadata.metadata_for_nongeo_region(country_code)
+                if region == "001"
+                else PhoneMetadata.metadata_for_region(region)
+            )
+            if metadata is None:
+                continue
+            plan = _PLANS[key] = _RegionNumbers(region, metadata)
+        plans.append(plan)
+    return tuple(plans)
+
+
+def _country_number_type(plans: tuple[_RegionNumbers, ...], nsn: str) -> int | None:
+    """The type of ``nsn`` under a country code shared by ``plans`` (main region first),
+    as phonenumbers decides: the region is the first whose leading digits match, or,
+    for regions without leading digits, the first where the number is valid."""
+    for plan in plans:
+        if plan.leading is not None:
+            if plan.leading.match(nsn):
+                return plan.number_type(nsn)
+        else:
+            number_type = plan.number_type(nsn)
+            if number_type is not None:
+                return number_type
+    return None
+
+
+def _valid_international(digits: str) -> bool:
+    """Whether ``digits`` (what follows the "+") is a valid number of some country."""
+    for size in (1, 2, 3):
+        plans = _plans_for_country_code(int(digits[:size]))
+        if not plans:
+            continue
+        rest = digits[size:]
+        if _country_number_type(plans, rest) is not None:
+            return True
+        prefix = plans[0].national_prefix
+        # "+49 (0)30 …": phonenumbers drops a national prefix written after the code
+        return bool(
+            prefix
+            and rest.startswith(prefix)
+            and _country_number_type(plans, rest[len(prefix) :]) is not None
+        )
+    return False
+
+
+class _RegionRule:
+    """A configured phone region: its country code's plans and how numbers are written
+    at home there."""
+
+    __slots__ = ("any_plan", "national_prefix", "plans", "region")
+
+    def __init__(self, region: str) -> None:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        if metadata is None or metadata.country_code is None:
+            raise PolicyError(f"no phone number metadata for region {region!r}")
+        self.region = region
+        self.plans = _plans_for_country_code(metadata.country_code)
+        self.national_prefix = self.plans[0].national_prefix
+        # One regex for "valid in some plan of this country code": most digit strings
+        # fail it in a single call.
+        self.any_plan = re.compile("|".join(f"(?:{p.general[1].pattern})" for p in self.plans))
+
+    def home_number_type(self, digits: str) -> int | None:
+        """The type of national number ``digits`` as written at home, or None.
+
+        "1732623122" is no German number: Germans write "01732 623122" (the national
+        format, from the country's main region, decides). The national prefix may also
+        be written where the home format leaves it out ("1 415 555 0132").
+        """
+        prefix = self.national_prefix
+        # Without its trunk prefix and with fewer than nine digits, a number is a local
+        # one ("4004-1234" in Brazil): as likely a form or order number as a phone.
+        if (len(digits) >= 9 or not prefix) and self.any_plan.fullmatch(digits):
+            number_type = _country_number_type(self.plans, digits)
+            if number_type is not None and not self.plans[0].home_prefix(digits):
+                return number_type
+        if prefix and digits.startswith(prefix) and self.any_plan.fullmatch(digits, len(prefix)):
+            return _country_number_type(self.plans, digits[len(prefix) :])
+        return None
+
+
+def _ambiguous_chain(text: str, starts: list[int], ends: list[int], i: int, j: int) -> bool:
+    """Whether groups ``i..j`` sit inside a longer chain of space-joined groups, so that
+    nothing tells where a number written with spaces would start or end: "0510 5100"
+    inside "2720 1051 0510 5100". A neighbour that belongs to another token ("2026-03-01",
+    joined by other separators) or a short count ("room 12", "2 times") does not count."""
+    last = len(starts) - 1
+
+    def sep(k: int) -> str:  # the separator after group k
+        return text[ends[k] : starts[k + 1]]
+
+    def continues(k: int, further: int | None) -> bool:
+        if further is None:
+            return ends[k] - starts[k] > 2
+        return sep(min(k, further)) == " "
+
+    if i > 0 and sep(i - 1) == " " and continues(i - 1, i - 2 if i > 1 else None):
+        return True
+    return j < last and sep(j) == " " and continues(j + 1, j + 1 if j + 1 < last else None)
+
+
+def _never_card_or_phone(stretch: str) -> bool:
+    """Cheap verdicts on common digit stretches that hold neither a card nor a phone
+    number: decimals, versions, IP addresses, dates. Only sure cases: the rest goes on to
+    the full checks."""
+    if "." in stretch and not any(c in stretch for c in " -/()"):
+        groups = stretch.split(".")
+        return (
+            len(groups) < 3
+            or any(len(g) > 4 for g in groups)
+            or (len(groups) == 4 and all(len(g) <= 3 for g in groups))
+            or _DATE_SHAPES.fullmatch(stretch) is not None
+        )
+    if "/" in stretch and not any(c in stretch for c in " -.()"):
+        return stretch.count("/") > 1
+    return _DATE_SHAPES.fullmatch(stretch) is not None
+
+
+def _iban_at(text: str, start: int) -> int | None:
+    """End of the IBAN starting at ``start``, or None when there is none."""
+    if start > 0 and text[start - 1].isalnum():
+        return None
+    expected = _IBAN_LENGTHS.get(text[start : start + 2].upper())
+    if expected is None:
+        return None
+    m = _IBAN_BODY.match(text, start)
+    if m is None:
+        return None
+    end = _iban_end(text, start, m.end(), expected)
+    if end is None or not _iban_checksum_ok(text[start:end].replace(" ", "")):
+        return None
+    return end
+
+
+def _iban_end(text: str, start: int, limit: int, expected: int) -> int | None:
+    """End of an IBAN of ``expected`` characters starting at ``start``, or None."""
+    count = 0
+    pos = start
+    while pos < limit:
+        c = text[pos]
+        pos += 1
+        if c != " ":
+            count += 1
+            if count == expected:
+                if pos < len(text) and text[pos].isalnum():
+                    return None  # the run goes on: a longer token, or a wrong length
+                return pos
+    return None
+
+
+def _resolve(candidates: list[Finding]) -> list[Finding]:
+    """Sort and drop overlaps: the earlier finding wins, then the longer one."""
+    candidates.sort(key=lambda f: (f.start, -f.end))
+    kept: list[Finding] = []
+    last_end = -1
+    for f in candidates:
+        if f.start >= last_end:
+            kept.append(f)
+            last_end = f.end
+    return kept
+
+
+def _apply(text: str, findings: list[Finding], replace: Callable[[Finding, str], str]) -> str:
+    if not findings:
+        return text
+    parts: list[str] = []
+    pos = 0
+    for f in findings:
+        parts.append(text[pos : f.start])
+        parts.append(replace(f, text[f.start : f.end]))
+        pos = f.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+DEFAULT_SCANNER: Final = TextScanner()
