@@ -1,0 +1,904 @@
+"""``PrivacyMiddleware``: purpose and consent checked before an endpoint runs, responses
+redacted on the way out. Pure ASGI, in the model of Starlette's ``GZipMiddleware``.
+
+Per HTTP request: find the route's declaration (a route table given to the middleware,
+else ``@privacy`` on the endpoint the app's routes lead to), resolve the subject with the
+host's resolver, decide, put a :class:`~privguard.PrivacyContext` in a ``ContextVar``,
+and run the app with a per-request :class:`_Responder` that redacts the body by media
+type. Lifespan and websocket scopes pass through untouched.
+
+What is buffered and what streams, the limits and the problem documents are described
+in ``docs/middleware.md`` and ``docs/errors.md``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import inspect
+import logging
+import re
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio.to_thread
+from starlette.routing import Host, Match, compile_path
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as ASGIScope
+
+from ._context import SUBJECT_REQUIRED, PrivacyContext, reset_context, set_context
+from ._decorators import ROUTE_ATTRIBUTE, RouteSpec
+from ._errors import PolicyError, PrivguardError, RedactionError, UnparseableBody
+from ._problems import DEFAULT_PROBLEM_BASE, Problem, check_base
+from ._streams import ByteStreamRedactor, LineStreamRedactor, TextRedactor, TextStreamRedactor
+from ._subject import EMPTY_SCOPE, Scope, Subject
+from ._taxonomy import RecipientKind
+
+if TYPE_CHECKING:
+    from ._guard import Privguard
+
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_SAFE_MEDIA_TYPES",
+    "Anonymous",
+    "PrivacyMiddleware",
+    "RouteMatch",
+    "RouteMatcher",
+    "SubjectResolver",
+    "Undeclared",
+]
+
+logger = logging.getLogger("privguard.middleware")
+
+SubjectResolver = Callable[[ASGIScope], "Subject | Awaitable[Subject | None] | None"]
+
+#: The largest JSON body held in memory to redact it (decompressed size).
+DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
+#: Media types whose bodies pass through unread. ``type/*`` matches a whole type.
+DEFAULT_SAFE_MEDIA_TYPES: Final = (
+    "image/*",
+    "audio/*",
+    "video/*",
+    "font/*",
+    "application/octet-stream",
+)
+# Bodies larger than this are redacted in a worker thread, off the event loop.
+_THREAD_MIN: Final = 256 * 1024
+# Decompressed piece size for streamed bodies: memory per chunk stays bounded.
+_INFLATE_PIECE: Final = 64 * 1024
+_CACHE_LIMIT: Final = 4096
+
+
+class Undeclared(StrEnum):
+    """What happens on a route that declares nothing."""
+
+    #: No check; the response is redacted for any client (the safe default).
+    REDACT = "redact"
+    #: 403 ``undeclared-route``: every route must declare its purpose.
+    REFUSE = "refuse"
+    #: No check and no redaction. Risky: only for apps that declare every personal route.
+    SKIP = "skip"
+
+
+class Anonymous(StrEnum):
+    """What happens when no subject is known on a route that declares personal data."""
+
+    #: 401 ``subject-required`` (the default).
+    REFUSE = "refuse"
+    #: The endpoint runs without a check; its response is redacted for any client.
+    ALLOW = "allow"
+
+
+# -- finding the declaration ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    """The declaration of the endpoint a request reaches (``spec`` None: undeclared)."""
+
+    spec: RouteSpec | None
+    path_params: Mapping[str, Any]
+    template: str | None
+
+
+def _route_path(scope: ASGIScope) -> str:
+    # As starlette's get_route_path: the path below the root path.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
+
+
+class RouteMatcher:
+    """Finds the endpoint a request will reach by asking the app's routes (``matches``).
+
+    Understands Starlette routes, mounts and hosts, and any route whose match names an
+    ``endpoint``. A framework whose routes match without naming the endpoint subclasses
+    this and overrides :meth:`match_opaque`, :meth:`nested` and :meth:`targets` (the
+    FastAPI integration does). Matching never calls an endpoint.
+    """
+
+    def match(self, routes: Sequence[Any], scope: ASGIScope) -> RouteMatch | None:
+        """The first full match, as the router picks it. A partial match (wrong method)
+        or none gives ``None``: the router answers 405 or 404 and no endpoint runs."""
+        for route in routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return self._descend(route, scope, child)
+        return None
+
+    def _descend(self, route: Any, scope: ASGIScope, child: ASGIScope) -> RouteMatch | None:
+        sub = {**scope, **child}
+        endpoint = child.get("endpoint")
+        inner = self.children(route)
+        if inner:
+            found = self.match(inner, sub)
+            if found is not None:
+                return found
+        if endpoint is None:
+            opaque = self.match_opaque(route, sub)
+            if opaque is None:
+                return RouteMatch(None, {}, None)
+            inner_route, inner_child = opaque
+            return self._descend(inner_route, sub, inner_child)
+        spec = self.spec_for(route, endpoint, sub)
+        return RouteMatch(spec, sub.get("path_params") or {}, getattr(route, "path", None))
+
+    def children(self, route: Any) -> Sequence[Any] | None:
+        """Routes nested in ``route`` that match its child scope (a mount's, a host's)."""
+        inner = getattr(route, "routes", None)
+        return inner if isinstance(inner, Sequence) else None
+
+    def match_opaque(self, route: Any, scope: ASGIScope) -> tuple[Any, ASGIScope] | None:
+        """For a route that matched without naming an endpoint: (inner route, child scope)."""
+        return None
+
+    def spec_for(self, route: Any, endpoint: Any, scope: ASGIScope) -> RouteSpec | None:
+        """The declaration of the matched endpoint (``scope`` is the child scope)."""
+        spec = getattr(endpoint, ROUTE_ATTRIBUTE, None)
+        if spec is None and isinstance(endpoint, type):  # a Starlette HTTPEndpoint
+            method = scope.get("method", "GET")
+            name = "get" if method == "HEAD" and not hasattr(endpoint, "head") else method.lower()
+            spec = getattr(getattr(endpoint, name, None), ROUTE_ATTRIBUTE, None)
+        return spec if isinstance(spec, RouteSpec) else None
+
+    # -- walking every route, at start-up -------------------------------------------------
+    def nested(self, route: Any) -> Sequence[Any]:
+        """Every route below ``route``, for :meth:`declarations`."""
+        return self.children(route) or ()
+
+    def targets(self, route: Any) -> Iterator[object]:
+        """What a declaration may sit on: the endpoint, a mounted app, endpoint methods."""
+        for target in (getattr(route, "endpoint", None), getattr(route, "app", None)):
+            if target is None:
+                continue
+            yield target
+            if isinstance(target, type):
+                for name in ("get", "head", "post", "put", "patch", "delete", "options"):
+                    yield getattr(target, name, None)
+
+    def walk(self, routes: Sequence[Any]) -> Iterator[Any]:
+        seen: set[int] = set()
+        stack = list(routes)
+        while stack:
+            route = stack.pop()
+            if id(route) in seen:
+                continue
+            seen.add(id(route))
+            yield route
+            stack.extend(self.nested(route))
+
+    def declarations(self, routes: Sequence[Any]) -> Iterator[RouteSpec]:
+        """Every declaration reachable from ``routes``, for validation at start-up."""
+        for route in self.walk(routes):
+            for target in self.targets(route):
+                spec = getattr(target, ROUTE_ATTRIBUTE, None)
+                if isinstance(spec, RouteSpec):
+                    yield spec
+
+    def cacheable(self, routes: Sequence[Any]) -> bool:
+        """False when a match may depend on more than method and path (host routing)."""
+        return not any(isinstance(route, Host) for route in self.walk(routes))
+
+
+def _find_routes(app: Any) -> Sequence[Any] | None:
+    """The route list of the app this middleware wraps, found along the ``.app`` chain."""
+    seen: set[int] = set()
+    obj = app
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        routes = getattr(obj, "routes", None)
+        if isinstance(routes, list):
+            return routes
+        obj = getattr(obj, "app", None)
+    return None
+
+
+# -- body plans -------------------------------------------------------------------------------
+_PASS, _JSON, _LINES, _SSE, _TEXT, _REFUSE = range(6)
+_DROP: Final = 6  # answered or cut already: drop what the app still sends
+
+_JSON_LINES: Final = frozenset(
+    {
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+    }
+)
+_TEXTUAL_APPLICATION: Final = frozenset(
+    {
+        "application/xml",
+        "application/javascript",
+        "application/ecmascript",
+        "application/x-www-form-urlencoded",
+        "application/graphql",
+        "application/yaml",
+        "application/x-yaml",
+        "application/csv",
+        "application/sql",
+    }
+)
+_UTF8: Final = frozenset({"utf-8", "ascii"})  # JSON is UTF-8; ASCII is a subset
+_CHARSET: Final = re.compile(r"""charset\s*=\s*"?([^";\s]+)"?""", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    kind: int
+    charset: str = "utf-8"
+    reason: str = ""
+    utf8: bool = True
+
+
+def _media_matches(media: str, patterns: frozenset[str]) -> bool:
+    return media in patterns or media.partition("/")[0] + "/*" in patterns
+
+
+def _plan_for(content_type: bytes | None, safe: frozenset[str]) -> _Plan:
+    if content_type is None:
+        return _Plan(_TEXT)  # untyped bodies are read as UTF-8 text
+    raw = content_type.decode("latin-1")
+    media = raw.partition(";")[0].strip().lower()
+    if _media_matches(media, safe):
+        return _Plan(_PASS)
+    found = _CHARSET.search(raw)
+    charset = "utf-8"
+    if found:
+        try:
+            charset = codecs.lookup(found.group(1)).name
+        except LookupError:
+            return _Plan(_REFUSE, reason="the declared charset is not supported")
+    utf8 = charset in _UTF8
+    if media == "text/event-stream":
+        return _Plan(_SSE, charset, utf8=utf8)
+    if media in _JSON_LINES:
+        return _Plan(_LINES, charset, utf8=utf8)
+    if media == "application/json" or media.endswith("+json"):
+        return _Plan(_JSON, charset, utf8=utf8)
+    if (
+        media.startswith("text/")
+        or media in _TEXTUAL_APPLICATION
+        or media.endswith("+xml")
+        or media.startswith("multipart/")
+    ):
+        return _Plan(_TEXT, charset, utf8=utf8)
+    return _Plan(
+        _REFUSE,
+        reason="its media type cannot be redacted (mark it safe, or declare redact=False)",
+    )
+
+
+class _Inflater:
+    """Undoes gzip or deflate, in bounded pieces."""
+
+    __slots__ = ("_head", "_obj", "encoding")
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._obj: Any = zlib.decompressobj(31) if encoding == "gzip" else None
+        self._head = b""
+
+    def _ensure(self, data: bytes) -> bytes:
+        if self._obj is not None:
+            return data
+        data = self._head + data
+        if len(data) < 2:
+            self._head = data
+            return b""
+        self._head = b""
+        zlib_wrapped = (data[0] & 0x0F) == 8 and (data[0] * 256 + data[1]) % 31 == 0
+        self._obj = zlib.decompressobj(15 if zlib_wrapped else -15)
+        return data
+
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        data = self._ensure(data)
+        try:
+            while data:
+                piece = self._obj.decompress(data, _INFLATE_PIECE)
+                data = self._obj.unconsumed_tail
+                if piece:
+                    yield piece
+        except zlib.error:
+            raise UnparseableBody(f"the {self.encoding} data is corrupt") from None
+
+    def inflate(self, data: bytes, limit: int) -> bytes:
+        out: list[bytes] = []
+        size = 0
+        for piece in self.pieces(data):
+            size += len(piece)
+            if size > limit:
+                raise _TooLarge
+            out.append(piece)
+        return b"".join(out)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _encoding_of(value: bytes | None) -> str | None:
+    """``identity`` → None; ``gzip``/``deflate`` → that; anything else → ``"?"+name``."""
+    if value is None:
+        return None
+    tokens = [t.strip().lower() for t in value.decode("latin-1").split(",")]
+    tokens = [t for t in tokens if t and t != "identity"]
+    if not tokens:
+        return None
+    if len(tokens) == 1 and tokens[0] in ("gzip", "x-gzip", "deflate"):
+        return "deflate" if tokens[0] == "deflate" else "gzip"
+    return "?" + ",".join(tokens)
+
+
+# Validators and digests of the original body would be wrong for the redacted one, and a
+# digest of a body with a card number in it lets a guess be confirmed offline.
+_DROP_ON_REWRITE: Final = frozenset(
+    {
+        b"content-length",
+        b"etag",
+        b"content-md5",
+        b"digest",
+        b"content-digest",
+        b"repr-digest",
+        b"accept-ranges",
+    }
+)
+
+
+# -- the middleware -------------------------------------------------------------------------
+class PrivacyMiddleware:
+    """Checks purpose and consent before personal data is processed; redacts responses.
+
+    >>> app.add_middleware(
+    ...     PrivacyMiddleware,
+    ...     guard=guard,
+    ...     subject_resolver=lambda scope: scope["user"].subject
+    ...     if scope["user"].is_authenticated else None,
+    ... )
+
+    ``subject_resolver`` reads the authenticated user the host put in the scope (never a
+    header the client sets); it may be sync or async and returns a
+    :class:`~privguard.Subject` or ``None``. ``routes`` maps ``(method, path template)``
+    to a :class:`RouteSpec` (method ``"*"`` for any); routes without an entry are looked
+    up for ``@privacy`` on their endpoint. Everything is validated here or, for
+    decorator declarations, at lifespan start-up (at the latest on the first request):
+    an unknown purpose or category raises :class:`~privguard.PolicyError`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        guard: Privguard,
+        *,
+        subject_resolver: SubjectResolver,
+        routes: Mapping[tuple[str, str], RouteSpec] | None = None,
+        undeclared: Undeclared | str = Undeclared.REDACT,
+        anonymous: Anonymous | str = Anonymous.REFUSE,
+        problem_base: str = DEFAULT_PROBLEM_BASE,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_line: int = 1 << 20,
+        safe_media_types: Sequence[str] = DEFAULT_SAFE_MEDIA_TYPES,
+        route_matcher: RouteMatcher | None = None,
+        www_authenticate: str | None = None,
+    ) -> None:
+        if not callable(subject_resolver):
+            raise PolicyError("subject_resolver must be a callable taking the ASGI scope")
+        try:
+            self.undeclared = Undeclared(undeclared)
+            self.anonymous = Anonymous(anonymous)
+        except ValueError as exc:
+            raise PolicyError(str(exc)) from None
+        if not isinstance(max_body_size, int) or max_body_size < 1:
+            raise PolicyError("max_body_size must be a positive number of bytes")
+        if not isinstance(max_line, int) or max_line < 1:
+            raise PolicyError("max_line must be a positive number of characters")
+        self.app = app
+        self.guard = guard
+        self.problem_base = check_base(problem_base)
+        self.max_body_size = max_body_size
+        self.max_line = max_line
+        self.safe_media_types = frozenset(self._check_media(m) for m in safe_media_types)
+        self.matcher = route_matcher or RouteMatcher()
+        self.redactor = guard.redactor
+        self._scanner = self.redactor._scanner
+        self._resolver = subject_resolver
+        call: Any = subject_resolver
+        self._resolver_is_async = inspect.iscoroutinefunction(call) or (
+            not inspect.isfunction(call) and inspect.iscoroutinefunction(call.__call__)
+        )
+        self._auth_headers: tuple[tuple[bytes, bytes], ...] = (
+            ((b"www-authenticate", www_authenticate.encode("latin-1")),) if www_authenticate else ()
+        )
+        taxonomy = guard.policy.taxonomy
+        self._table: list[tuple[str, re.Pattern[str], dict[str, Any], str, RouteSpec]] = []
+        for (method, template), spec in (routes or {}).items():
+            if not isinstance(spec, RouteSpec):
+                raise PolicyError(f"route {method} {template}: expected a RouteSpec")
+            spec.validate(taxonomy)
+            if not isinstance(template, str) or not template.startswith("/"):
+                raise PolicyError(f"route template {template!r} must start with '/'")
+            regex, _, convertors = compile_path(template)
+            self._table.append((method.upper(), regex, convertors, template, spec))
+        self._routes: Sequence[Any] | None = None
+        self._routes_len = -1
+        self._cacheable = True
+        self._cache: dict[tuple[str, str, str], RouteMatch | None] = {}
+        self._plans: dict[bytes | None, _Plan] = {}
+        self._replacers: dict[RecipientKind | None, Any] = {}
+        self._validated = False
+        self._opaque_warned = False
+        # Set only by privguard.testing.as_subject: never from anything a client sends.
+        self._subject_override: Any = _NO_OVERRIDE
+
+    @staticmethod
+    def _check_media(media: str) -> str:
+        media = media.strip().lower()
+        if media.count("/") != 1 or media.startswith("/") or media.endswith("/"):
+            raise PolicyError(f"invalid media type {media!r} (use type/subtype or type/*)")
+        return media
+
+    # -- start-up ---------------------------------------------------------------------------
+    def _validate(self) -> None:
+        routes = _find_routes(self.app)
+        if routes is not None:
+            self._adopt(routes)
+        self._validated = True
+
+    def _adopt(self, routes: Sequence[Any]) -> None:
+        taxonomy = self.guard.policy.taxonomy
+        for spec in self.matcher.declarations(routes):
+            spec.validate(taxonomy)
+        self._cacheable = self.matcher.cacheable(routes)
+        self._routes = routes
+
+    def _lifespan(self, receive: Receive) -> Receive:
+        async def receive_validating() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup" and not self._validated:
+                self._validate()  # PolicyError here fails the start-up
+            return message
+
+        return receive_validating
+
+    # -- per request --------------------------------------------------------------------------
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan" and not self._validated:
+                receive = self._lifespan(receive)
+            await self.app(scope, receive, send)
+            return
+        if not self._validated:
+            self._validate()
+
+        found = self._match(scope)
+        spec = found.spec if found is not None else None
+
+        subject: Subject | None
+        if self._subject_override is not _NO_OVERRIDE:
+            subject = self._subject_override
+        else:
+            resolved: Any = self._resolver(scope)
+            if self._resolver_is_async or inspect.isawaitable(resolved):
+                resolved = await resolved
+            if resolved is not None and not isinstance(resolved, Subject):
+                raise TypeError("subject_resolver must return a privguard Subject or None")
+            subject = resolved
+
+        if spec is None:
+            if self.undeclared is Undeclared.REFUSE:
+                await Problem.undeclared().send(send, self.problem_base)
+                return
+            ctx = PrivacyContext(subject=subject, guard=self.guard)
+            redact = self.undeclared is Undeclared.REDACT
+            audience: RecipientKind | None = None
+        else:
+            decision = None
+            check_scope: Scope | None = None
+            if spec.purpose is not None and subject is not None:
+                try:
+                    if spec.scope is not None:
+                        params = found.path_params if found is not None else {}
+                        check_scope = spec.scope_for({**scope, "path_params": params})
+                    decision = await self.guard.acheck(
+                        subject,
+                        spec.purpose,
+                        spec.categories,
+                        recipient=spec.recipient,
+                        scope=check_scope,
+                    )
+                except Exception as exc:
+                    self._log_failure(spec, exc)
+                    await Problem.unavailable(spec.purpose).send(send, self.problem_base)
+                    return
+                if not decision.allowed:
+                    await Problem.denied(decision).send(send, self.problem_base)
+                    return
+            elif spec.categories and subject is None and self.anonymous is Anonymous.REFUSE:
+                await Problem.subject_required(spec.purpose, SUBJECT_REQUIRED).send(
+                    send, self.problem_base, self._auth_headers
+                )
+                return
+            audience = spec.recipient
+            ctx = PrivacyContext(
+                subject=subject,
+                purpose=spec.purpose,
+                decision=decision,
+                categories=spec.categories,
+                scope=check_scope if check_scope is not None else EMPTY_SCOPE,
+                audience=audience,
+                route=found.template if found is not None else None,
+                guard=self.guard,
+            )
+            redact = spec.redact
+
+        token = set_context(ctx)
+        try:
+            if redact:
+                await _Responder(self, send, audience, scope["method"] == "HEAD").run(
+                    _without_pathsend(scope), receive
+                )
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            reset_context(token)
+
+    def _log_failure(self, spec: RouteSpec, exc: Exception) -> None:
+        # privguard's own messages hold no personal data; others might, so name the type.
+        what = str(exc) if isinstance(exc, PrivguardError) else type(exc).__name__
+        logger.error(
+            "privguard: no decision for purpose %r, failing closed: %s", spec.purpose, what
+        )
+
+    def _match(self, scope: ASGIScope) -> RouteMatch | None:
+        method: str = scope["method"]
+        if self._table:
+            path = _route_path(scope)
+            for table_method, regex, convertors, template, spec in self._table:
+                if table_method != "*" and table_method != method:
+                    continue
+                m = regex.match(path)
+                if m is not None:
+                    params = {k: convertors[k].convert(v) for k, v in m.groupdict().items()}
+                    return RouteMatch(spec, params, template)
+        routes = self._routes
+        if routes is None:
+            app = scope.get("app")
+            routes = getattr(app, "routes", None) if app is not None else None
+            if not isinstance(routes, list):
+                return None
+            self._adopt(routes)
+        if not self._cacheable:
+            return self._match_uncached(routes, scope)
+        if len(routes) != self._routes_len:
+            self._cache.clear()
+            self._routes_len = len(routes)
+        key = (method, scope.get("root_path", ""), scope["path"])
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found = self._match_uncached(routes, scope)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _match_uncached(self, routes: Sequence[Any], scope: ASGIScope) -> RouteMatch | None:
+        probe = dict(scope)  # matching may write to the scope; the real one stays clean
+        probe.pop("fastapi", None)
+        found = self.matcher.match(routes, probe)
+        opaque = found is not None and found.spec is None and found.template is None
+        if opaque and not self._opaque_warned:
+            self._opaque_warned = True
+            logger.warning(
+                "privguard: a route matched without naming its endpoint; its declaration "
+                "cannot be found (FastAPI apps: use privguard_fastapi.PrivacyMiddleware)"
+            )
+        return found
+
+    def _plan(self, content_type: bytes | None) -> _Plan:
+        plan = self._plans.get(content_type)
+        if plan is None:
+            plan = _plan_for(content_type, self.safe_media_types)
+            if len(self._plans) < _CACHE_LIMIT:
+                self._plans[content_type] = plan
+        return plan
+
+    def _replacer(self, audience: RecipientKind | None) -> Any:
+        replacer = self._replacers.get(audience)
+        if replacer is None:
+            replacer = self._replacers[audience] = self.redactor.text_replacer(audience)
+        return replacer
+
+
+class _NoOverride:
+    __slots__ = ()
+
+
+_NO_OVERRIDE: Final = _NoOverride()
+
+
+_HIDDEN_EXTENSIONS: Final = ("http.response.pathsend", "http.response.zerocopysend")
+
+
+def _without_pathsend(scope: ASGIScope) -> ASGIScope:
+    """Hide send-a-file-by-path extensions: a file sent by path could not be redacted."""
+    extensions = scope.get("extensions")
+    if not extensions or not any(e in extensions for e in _HIDDEN_EXTENSIONS):
+        return scope
+    kept = {k: v for k, v in extensions.items() if k not in _HIDDEN_EXTENSIONS}
+    return {**scope, "extensions": kept}
+
+
+# -- the per-request responder ------------------------------------------------------------------
+class _Responder:
+    """Redacts one response. Holds ``http.response.start`` only while a rewrite is possible."""
+
+    __slots__ = (
+        "audience",
+        "chunks",
+        "failure",
+        "head",
+        "inflater",
+        "mode",
+        "mw",
+        "plan",
+        "send",
+        "size",
+        "start",
+        "started",
+        "stream",
+    )
+
+    def __init__(
+        self, mw: PrivacyMiddleware, send: Send, audience: RecipientKind | None, head: bool
+    ) -> None:
+        self.mw = mw
+        self.send = send
+        self.audience = audience
+        self.head = head
+        self.mode = -1
+        self.start: Message = {}
+        self.plan = _Plan(_PASS)
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.inflater: _Inflater | None = None
+        self.stream: Any = None
+        self.started = False
+        self.failure: BaseException | None = None
+
+    async def run(self, scope: ASGIScope, receive: Receive) -> None:
+        await self.mw.app(scope, receive, self.on_send)
+        if self.failure is not None:
+            # The app swallowed the error we raised into it: the stream is still cut.
+            raise self.failure
+
+    async def on_send(self, message: Message) -> None:
+        kind = message["type"]
+        mode = self.mode
+        if kind == "http.response.body":
+            if mode == _PASS:
+                await self.send(message)
+            elif mode == _JSON:
+                await self._json_body(message)
+            elif mode == _DROP:
+                if self.failure is not None:
+                    raise self.failure
+            else:
+                await self._stream_body(message)
+        elif kind == "http.response.start":
+            await self._on_start(message)
+        elif mode == _PASS:
+            await self.send(message)
+        elif mode == _DROP:
+            if self.failure is not None:
+                raise self.failure
+        elif kind == "http.response.pathsend":
+            await self._refuse("a file sent by path cannot be redacted")
+        else:  # trailers and extension messages follow the body we sent
+            await self.send(message)
+
+    # -- the start ----------------------------------------------------------------------------
+    async def _on_start(self, message: Message) -> None:
+        self.start = message
+        content_type = encoding = None
+        for key, value in message.get("headers", ()):
+            if key == b"content-type":
+                content_type = value
+            elif key == b"content-encoding":
+                encoding = value
+        plan = self.mw._plan(content_type)
+        status = message["status"]
+        if plan.kind == _PASS or status < 200 or status in (204, 304):
+            self.mode = _PASS
+            await self.send(message)
+            return
+        if plan.kind == _REFUSE:
+            await self._refuse(plan.reason)
+            return
+        if status == 206:
+            await self._refuse("a partial response (range) cannot be redacted")
+            return
+        coding = _encoding_of(encoding)
+        if coding is not None:
+            if coding.startswith("?"):
+                await self._refuse(f"its content encoding {coding[1:]!r} cannot be undone")
+                return
+            self.inflater = _Inflater(coding)
+        if plan.kind == _TEXT and self.mw._scanner is None:
+            # Free-text detection is off for this redactor: text passes as it is.
+            self.mode = _PASS
+            self.inflater = None
+            await self.send(message)
+            return
+        self.plan = plan
+        self.mode = plan.kind
+
+    def _headers(self, length: int | None, *, json_utf8: bool = False) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        for key, value in self.start.get("headers", ()):
+            if key in _DROP_ON_REWRITE or (
+                self.inflater is not None and key == b"content-encoding"
+            ):
+                continue
+            if json_utf8 and key == b"content-type":
+                value = value.split(b";", 1)[0]
+            out.append((key, value))
+        if length is not None and not self.head:
+            out.append((b"content-length", str(length).encode("ascii")))
+        return out
+
+    async def _send_start(self, length: int | None, *, json_utf8: bool = False) -> None:
+        start = dict(self.start)
+        start["headers"] = self._headers(length, json_utf8=json_utf8)
+        self.started = True
+        await self.send(start)
+
+    async def _refuse(self, reason: str) -> None:
+        self.mode = _DROP
+        self.chunks = []
+        if self.started:
+            self.failure = RedactionError(f"response stream cut: {reason}")
+            raise self.failure
+        await Problem.unredactable(reason).send(self.send, self.mw.problem_base)
+
+    async def _too_large(self) -> None:
+        self.mode = _DROP
+        self.chunks = []
+        await Problem.too_large(self.mw.max_body_size).send(self.send, self.mw.problem_base)
+
+    # -- JSON: buffered, redacted once ----------------------------------------------------------
+    async def _json_body(self, message: Message) -> None:
+        body: bytes = message.get("body", b"")
+        if body:
+            self.size += len(body)
+            if self.size > self.mw.max_body_size:
+                await self._too_large()
+                return
+            self.chunks.append(body)
+        if message.get("more_body", False):
+            return
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        try:
+            if self.inflater is not None:
+                data = self.inflater.inflate(data, self.mw.max_body_size)
+            if not data:
+                await self._send_start(0)
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            if len(data) > _THREAD_MIN:
+                out = await anyio.to_thread.run_sync(self._redact_json, data)
+            else:
+                out = self._redact_json(data)
+        except _TooLarge:
+            await self._too_large()
+            return
+        except UnparseableBody as exc:
+            await self._refuse(exc.reason)
+            return
+        except Exception as exc:  # a redaction bug must not release the body
+            logger.error("privguard: JSON redaction failed: %s", type(exc).__name__)
+            await self._refuse("redaction failed")
+            return
+        await self._send_start(len(out), json_utf8=not self.plan.utf8)
+        await self.send({"type": "http.response.body", "body": out, "more_body": False})
+
+    def _redact_json(self, data: bytes) -> bytes:
+        mw = self.mw
+        source: bytes | str = data
+        if not self.plan.utf8:
+            try:
+                source = data.decode(self.plan.charset)
+            except UnicodeDecodeError:
+                raise UnparseableBody(f"the body is not valid {self.plan.charset}") from None
+        try:
+            return mw.redactor.redact_json(source, audience=self.audience)
+        except UnparseableBody:
+            raise
+        except RedactionError as exc:
+            raise UnparseableBody(str(exc).rstrip(".")) from None
+
+    # -- text, NDJSON, SSE: streamed ------------------------------------------------------------
+    def _make_stream(self) -> ByteStreamRedactor:
+        mw = self.mw
+        inner: TextRedactor
+        if self.mode == _TEXT:
+            inner = TextStreamRedactor(mw._scanner, mw._replacer(self.audience))  # type: ignore[arg-type]
+        elif self.mode == _LINES:
+            inner = LineStreamRedactor(self._json_line, max_line=mw.max_line)
+        else:
+            inner = LineStreamRedactor(self._sse_line, max_line=mw.max_line)
+        return ByteStreamRedactor(inner, self.plan.charset)
+
+    def _json_line(self, line: str) -> str:
+        if not line.strip():
+            return line
+        return self.mw.redactor.redact_json(line, audience=self.audience).decode("utf-8")
+
+    def _text(self, text: str) -> str:
+        return self.mw.redactor.redact_text(text, audience=self.audience)
+
+    def _sse_line(self, line: str) -> str:
+        if line.startswith("data:"):
+            value = line[5:]
+            lead = ""
+            if value.startswith(" "):
+                lead, value = " ", value[1:]
+            if value[:1] in ("{", "["):
+                try:
+                    return "data:" + lead + self._json_line(value)
+                except UnparseableBody:
+                    pass
+            return "data:" + lead + self._text(value)
+        return self._text(line) if line else line
+
+    async def _stream_body(self, message: Message) -> None:
+        body: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        try:
+            if self.stream is None:
+                self.stream = self._make_stream()
+            stream = self.stream
+            if self.inflater is None:
+                out = stream.feed(body) if body else b""
+            else:
+                parts = [stream.feed(piece) for piece in self.inflater.pieces(body)]
+                out = b"".join(parts)
+            if not more:
+                out += stream.finish()
+        except UnparseableBody as exc:
+            await self._refuse(exc.reason)
+            return
+        except Exception as exc:  # a redaction bug must not release the body
+            logger.error("privguard: stream redaction failed: %s", type(exc).__name__)
+            await self._refuse("redaction failed")
+            return
+        if not self.started:
+            await self._send_start(None if more else len(out))
+        if out or not more:
+            await self.send({"type": "http.response.body", "body": out, "more_body": more})
