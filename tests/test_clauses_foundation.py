@@ -848,7 +848,13 @@ def test_c21_decision_analytics_gets_no_direct_identifiers(decider: Decider) -> 
     visitor = Subject.visitor("v-1", jurisdiction="US")
     usage = [Categories.BROWSING_HISTORY, Categories.PSEUDONYMOUS_ID, Categories.BROWSER]
     assert decider.check(visitor, Purposes.ANALYTICS, usage, recipient="analytics_provider").allowed
-    for identifier in (Categories.EMAIL, Categories.NAME, Categories.PHONE, Categories.CARD):
+    for identifier in (
+        Categories.EMAIL,
+        Categories.NAME,
+        Categories.PHONE,
+        Categories.CARD,
+        Categories.IP_ADDRESS,
+    ):
         decision = decider.check(
             visitor, Purposes.ANALYTICS, [identifier], recipient="analytics_provider"
         )

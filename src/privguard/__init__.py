@@ -1,6 +1,20 @@
 """privguard: a privacy policy as code for event platforms."""
 
 from ._consent import ConsentLedger, ConsentRecord
+from ._crypto import (
+    EncryptedColumn,
+    EncryptionContext,
+    FieldCipher,
+    Key,
+    KeyEncryptionService,
+    Keyring,
+    KeyState,
+    LocalKeyEncryptionService,
+    Pseudonymizer,
+    Reencryptor,
+    RotationReport,
+    Tokenizer,
+)
 from ._decisions import Decider, Decision, Reason
 from ._errors import (
     AlreadyEncrypted,
@@ -61,8 +75,16 @@ __all__ = [
     "CryptoError",
     "Decider",
     "Decision",
+    "EncryptedColumn",
+    "EncryptionContext",
     "Evidence",
+    "FieldCipher",
+    "Key",
+    "KeyEncryptionService",
+    "KeyState",
+    "Keyring",
     "KeyringError",
+    "LocalKeyEncryptionService",
     "MemoryStore",
     "MigrationError",
     "Operator",
@@ -73,6 +95,7 @@ __all__ = [
     "PrivguardError",
     "Protection",
     "Provenance",
+    "Pseudonymizer",
     "PurposeDenied",
     "Purposes",
     "Reason",
@@ -80,7 +103,9 @@ __all__ = [
     "RedactionContext",
     "RedactionError",
     "Redactor",
+    "Reencryptor",
     "RetiredKey",
+    "RotationReport",
     "Rule",
     "Scope",
     "Source",
@@ -90,6 +115,7 @@ __all__ = [
     "Subject",
     "SubjectKind",
     "Taxonomy",
+    "Tokenizer",
     "UnknownCategory",
     "UnknownKey",
     "UnknownPurpose",

@@ -41,10 +41,13 @@ EXHIBITOR_CATEGORIES: Final = (
 )
 
 # Analytics never receives direct identifiers (C21): usage, device, language and a
-# pseudonymous id only. The opt-out (C22) is the objection on this rule.
+# pseudonymous id only; no raw IP address. The opt-out (C22) is the objection on
+# this rule.
 ANALYTICS_CATEGORIES: Final = (
     C.BEHAVIOR,
-    C.DEVICE,
+    C.BROWSER,
+    C.COOKIE_ID,
+    C.DEVICE_ID,
     C.LANGUAGE,
     C.PSEUDONYMOUS_ID,
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from ._errors import PolicyError
 from ._subject import Scope, Source
 
 __all__ = [
@@ -51,7 +52,10 @@ class Evidence:
     request_trace: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "method", ConsentMethod(self.method))
+        try:
+            object.__setattr__(self, "method", ConsentMethod(self.method))
+        except ValueError:
+            raise PolicyError(f"unknown consent method {self.method!r}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -859,6 +859,8 @@ class _KeyedOps:
         self._pseudonymizer = Pseudonymizer(keyring)
 
     def encrypt(self, value: str, ctx: RedactionContext, field: str) -> str:
+        # An encrypted value stays as it is: encrypting twice is refused by the cipher,
+        # and the value is already protected.
         if self._cipher.is_encrypted(value):
             return value
         return self._cipher.encrypt(
@@ -869,7 +871,11 @@ class _KeyedOps:
         )
 
     def tokenize(self, value: str, ctx: RedactionContext, field: str) -> str:
+        if self._cipher.is_encrypted(value):
+            return value
         return self._tokenizer.tokenize(value, tenant=ctx.tenant, field=field, purpose=ctx.purpose)
 
     def pseudonymize(self, value: str, ctx: RedactionContext, category: str) -> str:
+        if self._cipher.is_encrypted(value):
+            return value
         return self._pseudonymizer.pseudonymize(value, tenant=ctx.tenant, namespace=category)
