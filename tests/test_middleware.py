@@ -86,7 +86,7 @@ def auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-# -- the app ----------------------------------------------------------------------------------
+# -- the app -------------------------------------------------------------------------------
 calls: list[str] = []
 
 
@@ -251,7 +251,7 @@ def assert_problem(
     return doc
 
 
-# -- decisions ----------------------------------------------------------------------------------
+# -- decisions -----------------------------------------------------------------------------
 async def test_allowed_route_runs_and_its_response_is_redacted(guard: Privguard) -> None:
     async with client_for(make_app(guard)) as client:
         response = await client.get("/profile", headers=auth("alice-token"))
@@ -382,7 +382,7 @@ async def test_a_scope_factory_that_raises_fails_closed(guard: Privguard) -> Non
     assert_problem(response, 503, "decision-unavailable")
 
 
-# -- subjects ----------------------------------------------------------------------------------
+# -- subjects ------------------------------------------------------------------------------
 async def test_anonymous_on_a_personal_route_is_401(guard: Privguard) -> None:
     async with client_for(make_app(guard, www_authenticate="Bearer")) as client:
         response = await client.get("/profile")
@@ -427,7 +427,7 @@ async def test_a_resolver_returning_something_else_is_an_error(guard: Privguard)
     assert calls == []
 
 
-# -- undeclared routes ----------------------------------------------------------------------------
+# -- undeclared routes ---------------------------------------------------------------------
 async def test_undeclared_routes_are_redacted_by_default(guard: Privguard) -> None:
     async with client_for(make_app(guard)) as client:
         response = await client.get("/undeclared", headers=auth("alice-token"))
@@ -465,7 +465,7 @@ async def test_not_found_and_wrong_method_reach_the_router(guard: Privguard) -> 
     assert wrong.status_code == 405
 
 
-# -- where declarations come from ---------------------------------------------------------------
+# -- where declarations come from ----------------------------------------------------------
 async def test_route_table_declares_routes(guard: Privguard) -> None:
     routes = {("GET", "/undeclared"): RouteSpec(Purposes.MARKETING_EMAIL, (Categories.EMAIL,))}
     async with client_for(make_app(guard, routes=routes)) as client:
@@ -522,7 +522,7 @@ async def test_a_raw_asgi_app_uses_the_route_table(guard: Privguard) -> None:
     assert other.json() == {"email": "j***@example.com"}
 
 
-# -- configuration errors -----------------------------------------------------------------------
+# -- configuration errors ------------------------------------------------------------------
 def test_unknown_purpose_in_route_table_fails_at_construction(guard: Privguard) -> None:
     with pytest.raises(UnknownPurpose):
         PrivacyMiddleware(
@@ -637,7 +637,7 @@ async def test_problem_base_is_configurable(guard: Privguard) -> None:
     assert_problem(response, 403, "consent-required", base=base)
 
 
-# -- contextvars, lifespan, websockets -------------------------------------------------------------
+# -- contextvars, lifespan, websockets -----------------------------------------------------
 async def test_background_tasks_see_the_privacy_context(guard: Privguard) -> None:
     async with client_for(make_app(guard)) as client:
         response = await client.get("/task", headers=auth("alice-token"))

@@ -39,7 +39,7 @@ EMAIL = "jane.doe@example.com"
 ATTENDEE = {"name": "Jane", "email": EMAIL, "card_number": PAN, "notes": f"card {PAN}"}
 
 
-# -- a direct ASGI driver ---------------------------------------------------------------------
+# -- a direct ASGI driver ------------------------------------------------------------------
 @dataclass
 class Result:
     messages: list[Message] = field(default_factory=list)
@@ -178,7 +178,7 @@ def no_pan(data: bytes) -> bool:
     return PAN.encode() not in data and b"4111111111111111" not in data
 
 
-# -- JSON --------------------------------------------------------------------------------------
+# -- JSON ----------------------------------------------------------------------------------
 async def test_json_is_redacted_and_content_length_fixed() -> None:
     async def endpoint(request: Request) -> Response:
         return JSONResponse([ATTENDEE] * 3, headers={"etag": '"abc"', "content-digest": "x"})
@@ -313,7 +313,7 @@ async def test_head_requests_drop_the_unredacted_length() -> None:
     assert no_pan(result.body)
 
 
-# -- encodings ---------------------------------------------------------------------------------
+# -- encodings -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("encoding", "compress"),
     [
@@ -396,7 +396,7 @@ async def test_gzip_text_stream_is_decoded_and_redacted() -> None:
     assert result.body.count(b"**** **** **** 1111") == 50
 
 
-# -- text streams --------------------------------------------------------------------------------
+# -- text streams --------------------------------------------------------------------------
 def splits(text: str) -> Iterator[list[bytes]]:
     data = text.encode()
     for i in range(1, len(data)):
@@ -477,7 +477,7 @@ async def test_unknown_binary_media_types_are_refused_unless_marked_safe() -> No
     assert (await call(app, "/p")).body == body
 
 
-# -- NDJSON and SSE ------------------------------------------------------------------------------
+# -- NDJSON and SSE ------------------------------------------------------------------------
 async def test_ndjson_lines_are_redacted_as_they_complete() -> None:
     lines = b"".join(json.dumps(ATTENDEE).encode() + b"\n" for _ in range(5))
     parts = [lines[i : i + 13] for i in range(0, len(lines), 13)]
@@ -525,7 +525,7 @@ async def test_server_sent_events_stream_and_are_redacted() -> None:
     assert events[1] == "data: call **** **** **** 1111 or mail j***@example.com"
 
 
-# -- pass-through ----------------------------------------------------------------------------------
+# -- pass-through --------------------------------------------------------------------------
 async def test_octet_stream_passes_untouched_and_unbuffered() -> None:
     release = asyncio.Event()
     payload = [PAN.encode(), b"\x00\xff binary"]
