@@ -48,7 +48,7 @@ TEST_EVIDENCE: Final = Evidence(
 _LABEL: Final = re.compile(r"\[[a-z0-9_.]+\]")
 
 
-# -- finding personal data ---------------------------------------------------------------------
+# -- finding personal data -----------------------------------------------------------------
 def _looks_redacted(value: str) -> bool:
     if not value or "*" in value or _LABEL.fullmatch(value):
         return True
@@ -137,13 +137,13 @@ def find_personal_data(
     while stack:
         value, path, category = stack.pop()
         if isinstance(value, Mapping):
-            for key, item in value.items():
+            for key, item in reversed(list(value.items())):  # the stack pops in order
                 cat = category
                 if cat is None and isinstance(key, str):
                     cat = redactor._key_category(key)
                 stack.append((item, f"{path}.{key}", cat))
         elif isinstance(value, list | tuple | set | frozenset):
-            for i, item in enumerate(value):
+            for i, item in reversed(list(enumerate(value))):
                 stack.append((item, f"{path}[{i}]", category))
         elif isinstance(value, bool) or value is None:
             continue
@@ -155,7 +155,6 @@ def find_personal_data(
                 scan(value, path)
         elif isinstance(value, int | float) and category is not None and keep(category):
             found.append((path, category))
-    found.reverse()
     return found
 
 
@@ -186,7 +185,7 @@ def assert_no_personal_data(
         raise AssertionError(f"personal data found: {where}{more}")
 
 
-# -- running requests as a subject -----------------------------------------------------------------
+# -- running requests as a subject ---------------------------------------------------------
 def _middlewares(app: object) -> list[PrivacyMiddleware]:
     found: list[PrivacyMiddleware] = []
     seen: set[int] = set()
