@@ -21,6 +21,7 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import functools
 import json
 import re
 import typing
@@ -336,6 +337,21 @@ class _PathAutomaton:
 _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 
 
+def _identity(value: str) -> str | None:
+    return value
+
+
+def _none(value: str) -> str | None:
+    return None
+
+
+def _keyed_marker(value: str) -> str | None:  # pragma: no cover - never called
+    raise AssertionError("keyed operators go through _apply_op")
+
+
+_KEYED: Final = _keyed_marker
+
+
 # -- the redactor -----------------------------------------------------------------------------
 class Redactor:
     """Redacts data for an audience (a recipient kind, or ``None`` for any client).
@@ -404,6 +420,8 @@ class Redactor:
         self._key_cat: dict[str, str | None] = {}
         self._op_cache: dict[tuple[str, RecipientKind | None], Operator] = {}
         self._type_plans: dict[type, tuple[tuple[str, str | None], ...]] = {}
+        self._dict_plans: dict[tuple[object, ...], tuple[str | None, ...]] = {}
+        self._leaf_fn: dict[tuple[str, RecipientKind | None], Callable[[str], str | None]] = {}
 
     def _check_ops(self, ops: Mapping[str, Operator | str]) -> dict[str, Operator]:
         out: dict[str, Operator] = {}
@@ -630,8 +648,12 @@ class Redactor:
             return self._walk_dict(value, state, category, audience, ctx, depth)  # type: ignore[arg-type]
         if kind is list or kind is tuple:
             step = self._paths.step(state, "[]") if state else state
+            walk = self._walk
+            plain = _NUMBERS if category is None else ()
             out = [
-                self._walk(v, step, category, audience, ctx, depth + 1, field)
+                v
+                if v is None or type(v) in plain
+                else walk(v, step, category, audience, ctx, depth + 1, field)
                 for v in value  # type: ignore[attr-defined]
             ]
             return out if kind is list else tuple(out)
@@ -666,6 +688,8 @@ class Redactor:
     ) -> dict[Any, Any]:
         if ctx is not None and ctx.record_id == "" and "id" in value:
             ctx = dataclasses.replace(ctx, record_id=str(value["id"]))
+        if not state and category is None:
+            return self._walk_dict_plain(value, audience, ctx, depth)
         out: dict[Any, Any] = {}
         key_category = self._key_category
         walk = self._walk
@@ -692,6 +716,77 @@ class Redactor:
             else:
                 out[k] = walk(v, nxt, cat, audience, ctx, depth + 1, field)
         return out
+
+    def _walk_dict_plain(
+        self,
+        value: dict[Any, Any],
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+        depth: int,
+    ) -> dict[Any, Any]:
+        """The common case: no path patterns in play, no inherited category.
+
+        The categories of a key set are planned once per distinct set of keys, and each
+        category's operator is a one-argument function resolved once per audience.
+        """
+        keys = tuple(value)
+        plan = self._dict_plans.get(keys)
+        if plan is None:
+            plan = tuple(self._key_category(k) if type(k) is str else None for k in keys)
+            if len(self._dict_plans) < 4096:
+                self._dict_plans[keys] = plan
+        out: dict[Any, Any] = {}
+        walk = self._walk
+        detect = self._detect
+        leaf = self._leaf_fn
+        for (k, v), cat in zip(value.items(), plan, strict=True):
+            vt = type(v)
+            if cat is None:
+                if vt is str:
+                    out[k] = self._text(v, audience, ctx) if detect else v
+                elif v is None or vt in _NUMBERS:
+                    out[k] = v
+                else:
+                    out[k] = walk(v, _EMPTY_STATE, None, audience, ctx, depth + 1, str(k))
+            elif vt is str:
+                fn = leaf.get((cat, audience))
+                if fn is None:
+                    fn = self._leaf_function(cat, audience)
+                out[k] = (
+                    fn(v)
+                    if fn is not _KEYED
+                    else self._apply_op(self.operator_for(cat, audience), cat, v, ctx, str(k))
+                )
+            else:
+                out[k] = walk(v, _EMPTY_STATE, cat, audience, ctx, depth + 1, str(k))
+        return out
+
+    def _leaf_function(
+        self, category: str, audience: RecipientKind | None
+    ) -> Callable[[str], str | None]:
+        """The operator for (category, audience) as a one-argument function, or _KEYED."""
+        op = self.operator_for(category, audience)
+        fn: Callable[[str], str | None]
+        if op in (Operator.ENCRYPT, Operator.TOKENIZE, Operator.PSEUDONYMIZE):
+            fn = _KEYED
+        elif op is Operator.KEEP:
+            fn = _identity
+        elif op is Operator.REMOVE:
+            fn = _none
+        elif op is Operator.LABEL:
+            text = label(category)
+            fn = lambda _value: text  # noqa: E731
+        elif category == C.CARD:
+            keep_first = self._card_keep_first
+            fn = lambda value: mask_card(value, keep_first=keep_first)  # noqa: E731
+        elif category == C.EMAIL:
+            fn = mask_email
+        elif covers(C.PHONE, category) or covers(C.FAX, category):
+            fn = mask_phone
+        else:
+            fn = functools.partial(self._apply_op, op, category, context=None, field="")
+        self._leaf_fn[(category, audience)] = fn
+        return fn
 
     def _plan(self, cls: type) -> tuple[tuple[str, str | None], ...]:
         plan = self._type_plans.get(cls)
