@@ -1,6 +1,14 @@
 """privguard: a privacy policy as code for event platforms."""
 
 from ._consent import ConsentLedger, ConsentRecord
+from ._context import (
+    NoPrivacyContext,
+    PrivacyContext,
+    bound_privacy_context,
+    configure,
+    current_context,
+    get_privacy_context,
+)
 from ._crypto import (
     EncryptedColumn,
     EncryptionContext,
@@ -16,6 +24,7 @@ from ._crypto import (
     Tokenizer,
 )
 from ._decisions import Decider, Decision, Reason
+from ._decorators import PathScope, RouteSpec, declaration_of, privacy, redacts, requires
 from ._errors import (
     AlreadyEncrypted,
     AuthenticationFailed,
@@ -38,6 +47,7 @@ from ._errors import (
     UnparseableBody,
 )
 from ._guard import Privguard
+from ._middleware import Anonymous, PrivacyMiddleware, RouteMatcher, Undeclared
 from ._policy import ANY_PURPOSE, Basis, Operator, Policy, Protection, Rule
 from ._records import (
     CollectionRecord,
@@ -60,6 +70,7 @@ __all__ = [
     "EEA",
     "PLATFORM",
     "AlreadyEncrypted",
+    "Anonymous",
     "AuthenticationFailed",
     "BadFormat",
     "Basis",
@@ -87,10 +98,14 @@ __all__ = [
     "LocalKeyEncryptionService",
     "MemoryStore",
     "MigrationError",
+    "NoPrivacyContext",
     "Operator",
+    "PathScope",
     "Personal",
     "Policy",
     "PolicyError",
+    "PrivacyContext",
+    "PrivacyMiddleware",
     "Privguard",
     "PrivguardError",
     "Protection",
@@ -106,6 +121,8 @@ __all__ = [
     "Reencryptor",
     "RetiredKey",
     "RotationReport",
+    "RouteMatcher",
+    "RouteSpec",
     "Rule",
     "Scope",
     "Source",
@@ -116,11 +133,20 @@ __all__ = [
     "SubjectKind",
     "Taxonomy",
     "Tokenizer",
+    "Undeclared",
     "UnknownCategory",
     "UnknownKey",
     "UnknownPurpose",
     "UnknownRecipientKind",
     "UnparseableBody",
     "__version__",
+    "bound_privacy_context",
+    "configure",
     "covers",
+    "current_context",
+    "declaration_of",
+    "get_privacy_context",
+    "privacy",
+    "redacts",
+    "requires",
 ]
