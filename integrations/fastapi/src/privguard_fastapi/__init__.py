@@ -18,7 +18,7 @@ declarations by matching routes, never by running dependencies.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import Annotated, Any, Final
 
 try:
     from fastapi import Depends
@@ -30,29 +30,17 @@ except ImportError as exc:  # pragma: no cover - exercised without FastAPI insta
 from starlette.routing import Match
 from starlette.types import Scope as ASGIScope
 
-from privguard import RecipientKind, Scope
-
-if TYPE_CHECKING:  # the names privguard exports, with their private homes for mypy
-    from privguard._context import PrivacyContext, current_context
-    from privguard._decorators import RouteSpec, declaration_of, privacy
-    from privguard._middleware import PrivacyMiddleware as _PrivacyMiddleware
-    from privguard._middleware import RouteMatcher
-else:
-    try:
-        from privguard import (
-            PrivacyContext,
-            RouteMatcher,
-            RouteSpec,
-            current_context,
-            declaration_of,
-            privacy,
-        )
-        from privguard import PrivacyMiddleware as _PrivacyMiddleware
-    except ImportError:  # pragma: no cover - privguard before its edges were exported
-        from privguard._context import PrivacyContext, current_context
-        from privguard._decorators import RouteSpec, declaration_of, privacy
-        from privguard._middleware import PrivacyMiddleware as _PrivacyMiddleware
-        from privguard._middleware import RouteMatcher
+from privguard import (
+    PrivacyContext,
+    RecipientKind,
+    RouteMatcher,
+    RouteSpec,
+    Scope,
+    current_context,
+    declaration_of,
+    privacy,
+)
+from privguard import PrivacyMiddleware as _PrivacyMiddleware
 
 __all__ = [
     "FastAPIRouteMatcher",
