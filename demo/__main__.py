@@ -1,0 +1,134 @@
+"""``make demo``: walk through privguard in action, then serve the demo app.
+
+python -m demo              walkthrough, then serve on http://127.0.0.1:8000
+python -m demo --no-serve   walkthrough only
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from .app import create_app
+from .data import EVENT, EXHIBITOR, OTHER_EVENT
+
+BOLD, DIM, GREEN, RED, RESET = "\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m"
+
+
+def _show(title: str, response: httpx.Response, note: str) -> None:
+    colour = GREEN if response.status_code < 400 else RED
+    print(f"\n{BOLD}{title}{RESET}")
+    print(
+        f"  {response.request.method} {response.request.url.path}  ->  "
+        f"{colour}{response.status_code}{RESET} {response.headers.get('content-type', '')}"
+    )
+    body = response.text
+    if "json" in response.headers.get("content-type", ""):
+        body = json.dumps(response.json(), indent=2)
+    for line in body.strip().splitlines()[:24]:
+        print(f"  {DIM}|{RESET} {line}")
+    print(f"  {note}")
+
+
+async def walkthrough(db_path: Path) -> None:
+    app = create_app(db_path)
+    transport = httpx.ASGITransport(app=app)
+    base = "http://demo.local"
+
+    def as_(token: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}"}
+
+    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+        r = await client.get(f"/events/{EVENT}/attendees")
+        _show("1. Nobody signed in", r, "No subject, no personal data: a problem document.")
+
+        r = await client.get(f"/events/{EVENT}/attendees", headers=as_("organizer-token"))
+        _show(
+            "2. The organiser lists attendees",
+            r,
+            "Contact details kept for the organiser; card numbers masked, also inside "
+            "free-text notes (C10).",
+        )
+
+        r = await client.get(f"/events/{EVENT}/chat", headers=as_("att-1-token"))
+        _show(
+            "3. Event chat, streamed in pieces",
+            r,
+            "A card number and an e-mail split across chunks never leave in the clear.",
+        )
+
+        leads = f"/events/{EVENT}/exhibitors/{EXHIBITOR}/leads"
+        r = await client.get(leads, headers=as_("exhibitor-token"))
+        _show(
+            "4. Exhibitor lead export before anyone consented",
+            r,
+            "Nobody consented to this exhibitor: no leads (C12).",
+        )
+
+        consent = f"/events/{EVENT}/exhibitors/{EXHIBITOR}/consent"
+        for who in ("att-1", "att-3"):
+            r = await client.post(consent, headers=as_(f"{who}-token"))
+            _show(
+                f"5. {who} shares their details with {EXHIBITOR}",
+                r,
+                "Recorded in the consent ledger with evidence (C07).",
+            )
+
+        r = await client.get(leads, headers=as_("exhibitor-token"))
+        _show(
+            "6. Lead export again",
+            r,
+            "Only the two who consented, and only what an exhibitor may get: no card data.",
+        )
+
+        r = await client.delete(consent, headers=as_("att-3-token"))
+        _show("7. att-3 withdraws", r, "Effective for the very next check.")
+        r = await client.get(leads, headers=as_("exhibitor-token"))
+        _show("8. Lead export after the withdrawal", r, "att-3 is gone.")
+
+        r = await client.post(f"/events/{OTHER_EVENT}/mail", headers=as_("organizer-token"))
+        _show(
+            "9. Mailing registrants of one event about another",
+            r,
+            "Registration e-mail serves that event only (C09).",
+        )
+        r = await client.post(f"/events/{EVENT}/mail", headers=as_("organizer-token"))
+        _show("10. Mailing them about their own event", r, "Allowed: the contract (C06).")
+
+        r = await client.post("/marketing/sell", headers=as_("organizer-token"))
+        _show("11. Selling the attendee list", r, "Forbidden, consent or not (C08).")
+
+    app.state.guard.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--no-serve", action="store_true", help="walkthrough only")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="privguard-demo-"))
+    try:
+        asyncio.run(walkthrough(tmp / "walkthrough.sqlite3"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.no_serve:
+        return
+    import uvicorn
+
+    print(f"\n{BOLD}Serving the demo on http://127.0.0.1:{args.port}{RESET} (Ctrl-C stops)")
+    print(
+        "  try: curl -H 'authorization: Bearer organizer-token' "
+        f"http://127.0.0.1:{args.port}/events/{EVENT}/attendees"
+    )
+    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
