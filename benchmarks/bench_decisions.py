@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _util import per_call_ns, per_item_ns  # noqa: E402
+from _util import per_call_ns, per_item_ns
 
-from privguard import (  # noqa: E402
+from privguard import (
     Categories,
     ConsentLedger,
     Decider,
@@ -29,7 +29,7 @@ from privguard import (  # noqa: E402
     Scope,
     Subject,
 )
-from privguard._stores import SQLiteStore  # noqa: E402
+from privguard._stores import SQLiteStore
 
 SUBJECTS = 20_000
 
@@ -54,8 +54,14 @@ def main() -> None:
         purpose = Purposes.EXHIBITOR_DISCLOSURE
 
         # -- (a) warm cache -------------------------------------------------------------
-        def plain(subject: object, purpose: object, categories: object, *, recipient: object,
-                  scope: object) -> object:
+        def plain(
+            subject: object,
+            purpose: object,
+            categories: object,
+            *,
+            recipient: object,
+            scope: object,
+        ) -> object:
             return subject
 
         one = subjects[0]

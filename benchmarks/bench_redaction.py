@@ -22,10 +22,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _util import per_call_ns  # noqa: E402
+from _util import per_call_ns
 
-from privguard import DEFAULT_KEY_NAMES, Redactor  # noqa: E402
-from privguard._operators import mask_card, mask_email, mask_phone  # noqa: E402
+from privguard import DEFAULT_KEY_NAMES, Redactor
+from privguard._operators import mask_card, mask_email, mask_phone
 
 
 def document() -> bytes:

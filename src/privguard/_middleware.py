@@ -426,7 +426,7 @@ class PrivacyMiddleware:
         self._acheck = guard.acheck
         if type(guard).acheck is Privguard.acheck and "acheck" not in vars(guard):
             self._acheck = guard.decider.acheck
-        self._scanner = self.redactor._scanner
+        self._scanner = self.redactor.scanner
         self._resolver = subject_resolver
         call: Any = subject_resolver
         self._resolver_is_async = inspect.iscoroutinefunction(call) or (

@@ -588,6 +588,15 @@ class Redactor:
         except RecursionError:
             raise RedactionError("data is nested too deeply to redact") from None
 
+    @property
+    def scanner(self) -> TextScanner | None:
+        """The free-text scanner, or ``None`` when free-text detection is off."""
+        return self._scanner
+
+    def category_of_key(self, key: str) -> str | None:
+        """The category a key name maps to (``billingEmail`` → ``user.contact.email``)."""
+        return self._key_category(key)
+
     def _key_category(self, key: str) -> str | None:
         try:
             return self._key_cat[key]
@@ -932,7 +941,9 @@ def parse_json(body: bytes | str) -> Any:
     except RecursionError:
         raise UnparseableBody("JSON nested too deeply") from None
     except ValueError as exc:
-        reason = "JSON nested too deeply" if "recursion" in str(exc).lower() else "invalid JSON"
+        message = str(exc).lower()
+        nested = "recursion" in message or "depth" in message
+        reason = "JSON nested too deeply" if nested else "invalid JSON"
         raise UnparseableBody(reason) from None
 
 

@@ -117,7 +117,7 @@ def find_personal_data(
     if scanner is None:
         from ._detection import DEFAULT_SCANNER
 
-        scanner = redactor._scanner or DEFAULT_SCANNER
+        scanner = redactor.scanner or DEFAULT_SCANNER
     found: list[tuple[str, str]] = []
 
     def keep(category: str) -> bool:
@@ -140,7 +140,7 @@ def find_personal_data(
             for key, item in reversed(list(value.items())):  # the stack pops in order
                 cat = category
                 if cat is None and isinstance(key, str):
-                    cat = redactor._key_category(key)
+                    cat = redactor.category_of_key(key)
                 stack.append((item, f"{path}.{key}", cat))
         elif isinstance(value, list | tuple | set | frozenset):
             for i, item in reversed(list(enumerate(value))):
