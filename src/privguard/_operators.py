@@ -15,57 +15,48 @@ def label(category: str) -> str:
 
 
 _TO_MASK: Final = str.maketrans("0123456789", MASK_CHAR * 10)
-_NO_DIGITS: Final = str.maketrans("", "", "0123456789")
 
 
-def _digits(value: str) -> int:
-    return len(value) - len(value.translate(_NO_DIGITS))
+# The layout of a masked value ("**** **** **** ****") says nothing about the person,
+# so where to cut it is computed once per layout and kept.
+_LAYOUTS: dict[tuple[str, int, int], tuple[int, int, int]] = {}
 
 
-def _cut_after_first(value: str, n: int) -> int:
-    """Index just past the ``n``-th digit from the start."""
-    if n <= 0:
-        return 0
-    seen = 0
-    for i, char in enumerate(value):
-        if "0" <= char <= "9":
-            seen += 1
-            if seen == n:
-                return i + 1
-    return len(value)
+def _layout(masked: str, first: int, last: int) -> tuple[int, int, int]:
+    """(digit count, end of the kept head, start of the kept tail) for a masked layout."""
+    key = (masked, first, last)
+    found = _LAYOUTS.get(key)
+    if found is None:
+        positions = [i for i, char in enumerate(masked) if char == MASK_CHAR]
+        total = len(positions)
+        head = positions[first - 1] + 1 if 0 < first <= total else 0
+        tail = positions[total - last] if 0 < last <= total else len(masked)
+        found = (total, head, tail)
+        if len(_LAYOUTS) < 4096:
+            _LAYOUTS[key] = found
+    return found
 
 
-def _cut_before_last(value: str, n: int) -> int:
-    """Index of the ``n``-th digit from the end."""
-    if n <= 0:
-        return len(value)
-    seen = 0
-    for i in range(len(value) - 1, -1, -1):
-        if "0" <= value[i] <= "9":
-            seen += 1
-            if seen == n:
-                return i
-    return 0
-
-
-def _keep_ends(value: str, first: int, last: int) -> str:
-    head = _cut_after_first(value, first)
-    tail = _cut_before_last(value, last)
+def _keep_ends(value: str, first: int, last: int, minimum: int) -> str:
+    masked = value.translate(_TO_MASK)
+    if MASK_CHAR in value:  # a '*' of its own would throw the layout off
+        return mask_generic(value)
+    total, head, tail = _layout(masked, first, last)
+    if total < minimum:
+        return mask_generic(value)
     if tail <= head:
-        return value.translate(_TO_MASK)
-    return value[:head] + value[head:tail].translate(_TO_MASK) + value[tail:]
+        return masked
+    return value[:head] + masked[head:tail] + value[tail:]
 
 
 def mask_card(value: str, *, keep_first: int = 0, keep_last: int = 4) -> str:
     """Mask a card number, keeping at most the first 6 and last 4 digits (PCI DSS 3.4.1).
 
     Separators stay where they were so the layout still reads as a card number:
-    ``4111 1111 1111 1111`` becomes ``**** **** **** 1111``.
+    ``4111 1111 1111 1111`` becomes ``**** **** **** 1111``. Fewer than 12 digits are too
+    short to be a PAN (keeping 10 of them would reveal most): a fixed mask instead.
     """
-    if _digits(value) < 12:
-        # Too short to be a PAN: keeping 10 digits of it would reveal most of it.
-        return mask_generic(value)
-    return _keep_ends(value, min(max(keep_first, 0), 6), min(max(keep_last, 0), 4))
+    return _keep_ends(value, min(max(keep_first, 0), 6), min(max(keep_last, 0), 4), 12)
 
 
 def mask_email(value: str) -> str:
@@ -78,9 +69,7 @@ def mask_email(value: str) -> str:
 
 def mask_phone(value: str, *, keep_last: int = 2) -> str:
     """Every digit but the last two masked: ``+1 415 555 0132`` → ``+* *** *** **32``."""
-    if _digits(value) < 6:
-        return mask_generic(value)
-    return _keep_ends(value, 0, keep_last)
+    return _keep_ends(value, 0, keep_last, 6)
 
 
 def mask_generic(value: str) -> str:

@@ -336,6 +336,11 @@ class _PathAutomaton:
 
 _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 
+# Every detector needs one of these: an "@" (e-mail), a stretch of seven digits and
+# separators (card, phone) or two letters and two digits (IBAN). Most strings in a JSON
+# document have none, and one C-level search rules them out before the scanner runs.
+_NOTHING_TO_FIND: Final = re.compile(r"@|\d[\d \-./()]{5,}\d|[A-Za-z]{2}\d\d").search
+
 
 def _identity(value: str) -> str | None:
     return value
@@ -420,7 +425,10 @@ class Redactor:
         self._key_cat: dict[str, str | None] = {}
         self._op_cache: dict[tuple[str, RecipientKind | None], Operator] = {}
         self._type_plans: dict[type, tuple[tuple[str, str | None], ...]] = {}
-        self._dict_plans: dict[tuple[object, ...], tuple[str | None, ...]] = {}
+        self._dict_plans: dict[
+            tuple[tuple[object, ...], RecipientKind | None],
+            tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
+        ] = {}
         self._leaf_fn: dict[tuple[str, RecipientKind | None], Callable[[str], str | None]] = {}
 
     def _check_ops(self, ops: Mapping[str, Operator | str]) -> dict[str, Operator]:
@@ -550,7 +558,7 @@ class Redactor:
 
     def _text(self, text: str, audience: RecipientKind | None, ctx: RedactionContext | None) -> str:
         scanner = self._scanner
-        if scanner is None:
+        if scanner is None or _NOTHING_TO_FIND(text) is None:
             return text
 
         def replace(finding: Finding, matched: str) -> str:
@@ -739,36 +747,43 @@ class Redactor:
         category's operator is a one-argument function resolved once per audience.
         """
         keys = tuple(value)
-        plan = self._dict_plans.get(keys)
+        plan = self._dict_plans.get((keys, audience))
         if plan is None:
-            plan = tuple(self._key_category(k) if type(k) is str else None for k in keys)
-            if len(self._dict_plans) < 4096:
-                self._dict_plans[keys] = plan
+            plan = self._plan_keys(keys, audience)
         out: dict[Any, Any] = {}
         walk = self._walk
-        detect = self._detect
-        leaf = self._leaf_fn
-        for (k, v), cat in zip(value.items(), plan, strict=True):
+        text = self._text if self._detect else None
+        nothing = _NOTHING_TO_FIND
+        for (k, v), (cat, fn) in zip(value.items(), plan, strict=True):
             vt = type(v)
-            if cat is None:
-                if vt is str:
-                    out[k] = self._text(v, audience, ctx) if detect else v
-                elif v is None or vt in _NUMBERS:
+            if vt is str:
+                if fn is not None:
+                    out[k] = fn(v)
+                elif cat is not None:  # a keyed operator: needs the context and the field
+                    out[k] = self._apply_op(self.operator_for(cat, audience), cat, v, ctx, k)
+                elif text is None or nothing(v) is None:
                     out[k] = v
                 else:
-                    out[k] = walk(v, _EMPTY_STATE, None, audience, ctx, depth + 1, str(k))
-            elif vt is str:
-                fn = leaf.get((cat, audience))
-                if fn is None:
-                    fn = self._leaf_function(cat, audience)
-                out[k] = (
-                    fn(v)
-                    if fn is not _KEYED
-                    else self._apply_op(self.operator_for(cat, audience), cat, v, ctx, str(k))
-                )
+                    out[k] = text(v, audience, ctx)
+            elif v is None or (cat is None and vt in _NUMBERS):
+                out[k] = v
             else:
                 out[k] = walk(v, _EMPTY_STATE, cat, audience, ctx, depth + 1, str(k))
         return out
+
+    def _plan_keys(
+        self, keys: tuple[object, ...], audience: RecipientKind | None
+    ) -> tuple[tuple[str | None, Callable[[str], str | None] | None], ...]:
+        """Per key: its category and, for string values, the operator as a function."""
+        plan = []
+        for k in keys:
+            cat = self._key_category(k) if type(k) is str else None
+            fn = None if cat is None else self._leaf_function(cat, audience)
+            plan.append((cat, None if fn is _KEYED else fn))
+        planned = tuple(plan)
+        if len(self._dict_plans) < 4096:
+            self._dict_plans[(keys, audience)] = planned
+        return planned
 
     def _leaf_function(
         self, category: str, audience: RecipientKind | None
