@@ -22,6 +22,7 @@ class MemoryStore(Store):
         self._state: dict[SubjectKey, dict[tuple[str, str], ConsentState]] = {}
         self._collections: dict[SubjectKey, list[CollectionRecord]] = {}
         self._event_ids: set[str] = set()
+        self._record_ids: set[str] = set()
         self._seq = 0
         self._version = 0
         self._closed = False
@@ -47,14 +48,20 @@ class MemoryStore(Store):
                 {k: dict(v) for k, v in self._state.items()},
                 {k: list(v) for k, v in self._collections.items()},
                 set(self._event_ids),
+                set(self._record_ids),
                 self._seq,
             )
             try:
                 yield
             except BaseException:
-                (self._history, self._state, self._collections, self._event_ids, self._seq) = (
-                    snapshot
-                )
+                (
+                    self._history,
+                    self._state,
+                    self._collections,
+                    self._event_ids,
+                    self._record_ids,
+                    self._seq,
+                ) = snapshot
                 self._version += 1
                 raise
 
@@ -97,9 +104,13 @@ class MemoryStore(Store):
     def append_collections(self, records: Sequence[CollectionRecord]) -> None:
         with self._lock:
             self._check()
+            ids = [r.record_id for r in records]
+            if len(set(ids)) != len(ids) or self._record_ids.intersection(ids):
+                raise StoreUnavailable("duplicate collection record id")
             for record in records:
                 key = (record.controller, record.subject_kind, record.subject_id)
                 self._collections.setdefault(key, []).append(record)
+            self._record_ids.update(ids)
 
     def collections(self, subject: SubjectKey) -> tuple[CollectionRecord, ...]:
         with self._lock:
