@@ -58,7 +58,7 @@ from ._records import (
     Evidence,
 )
 from ._redaction import DEFAULT_KEY_NAMES, Personal, RedactionContext, Redactor
-from ._stores import MemoryStore, Store
+from ._stores import MemoryStore, SQLiteStore, Store
 from ._subject import PLATFORM, Provenance, Scope, Source, Subject
 from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
 
@@ -124,6 +124,7 @@ __all__ = [
     "RouteMatcher",
     "RouteSpec",
     "Rule",
+    "SQLiteStore",
     "Scope",
     "Source",
     "Store",
