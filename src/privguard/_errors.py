@@ -8,7 +8,8 @@
     │   ├── UnknownPurpose
     │   └── UnknownRecipientKind
     ├── PurposeDenied               a decision said no; carries purpose and reason code
-    │   └── ConsentRequired         ... because consent is missing or was withdrawn
+    │   ├── ConsentRequired         ... because consent is missing or was withdrawn
+    │   └── DisclosureBlocked       data was about to leave and was stopped: nothing sent
     ├── StoreError
     │   ├── StoreUnavailable        cannot read or write: fail closed
     │   └── MigrationError          schema is newer than this code, or a migration failed
@@ -34,6 +35,7 @@ __all__ = [
     "BadFormat",
     "ConsentRequired",
     "CryptoError",
+    "DisclosureBlocked",
     "KeyringError",
     "MigrationError",
     "PolicyError",
@@ -102,6 +104,43 @@ class PurposeDenied(PrivguardError):
 
 class ConsentRequired(PurposeDenied):
     """The purpose needs consent the subject has not given (or has withdrawn)."""
+
+
+class DisclosureBlocked(PurposeDenied):
+    """Data was about to leave for a recipient and was stopped; nothing was sent or recorded.
+
+    ``reason`` is a stable code: a decision's reason (``consent_missing``,
+    ``recipient_not_permitted``, ...) or one of the outbound guard's
+    (``unregistered_recipient``, ``purpose_not_registered``, ``unparseable_body``, ...).
+    ``recipient`` is the registered recipient's name, ``recipient_kind`` its kind and
+    ``host`` the host the request was addressed to (``None`` when not known).
+    """
+
+    def __init__(
+        self,
+        purpose: str | None,
+        reason: str,
+        *,
+        recipient: str | None = None,
+        recipient_kind: str | None = None,
+        host: str | None = None,
+        categories: tuple[str, ...] = (),
+        needs_consent: bool = False,
+    ) -> None:
+        super().__init__(purpose or "", reason, categories=categories, recipient=recipient)
+        self.recipient_kind = recipient_kind
+        self.host = host
+        self.needs_consent = needs_consent
+        parts = [f"disclosure blocked: {reason}"]
+        if purpose:
+            parts.append(f"purpose {purpose!r}")
+        if recipient:
+            parts.append(f"recipient {recipient!r} ({recipient_kind})")
+        elif host:
+            parts.append(f"host {host!r}")
+        if categories:
+            parts.append(f"categories: {', '.join(categories)}")
+        self.args = ("; ".join(parts),)
 
 
 class StoreError(PrivguardError):

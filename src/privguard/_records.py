@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from ._errors import PolicyError
-from ._subject import Scope, Source
+from ._subject import EMPTY_SCOPE, Scope, Source
 
 __all__ = [
     "CollectionRecord",
@@ -15,6 +15,7 @@ __all__ = [
     "ConsentEvent",
     "ConsentMethod",
     "ConsentState",
+    "DisclosureRecord",
     "Evidence",
 ]
 
@@ -106,3 +107,38 @@ class CollectionRecord:
     policy_version: str
     bound: bool
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureRecord:
+    """One subject's data disclosed to one recipient (C10-C15, C19): the disclosure log.
+
+    Who (the subject's pseudonymous id, kind and controller), which categories, to whom
+    (recipient name and kind), for what purpose, on what basis (``basis``; the
+    ``consent_id`` it relied on; a ``reference`` such as a court order for a legal
+    obligation), under which policy version and scope, when, through which ``channel``
+    (``export``: :meth:`Privguard.disclose`; ``http``: the outbound guard), and the
+    OpenTelemetry trace and span ids (hex) of the call that disclosed. ``batch_id`` is
+    shared by every record of one call. ``agreement`` is the recipient's agreement or DPA
+    reference at the time. Never a personal value.
+    """
+
+    disclosure_id: str
+    batch_id: str
+    controller: str
+    subject_kind: str
+    subject_id: str
+    recipient: str
+    recipient_kind: str
+    purpose: str
+    categories: tuple[str, ...]
+    basis: str
+    policy_version: str
+    at: datetime
+    channel: str
+    scope: Scope = EMPTY_SCOPE
+    consent_id: str | None = None
+    reference: str | None = None
+    agreement: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
