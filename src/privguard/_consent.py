@@ -209,20 +209,36 @@ class ConsentLedger:
 
     def states(self, subject: Subject) -> tuple[ConsentState, ...]:
         """The subject's current consent states (cached, validated against the store)."""
-        self._validate_sync()
         key = subject.key
-        states = self._cache.get(key)
-        if states is None:
-            states = self._cache[key] = self.store.consent_states(key)
+        if key in self._cache:
+            self._validate_sync()
+            states = self._cache.get(key)
+            if states is not None:
+                return states
+        # A miss reads the token with the states (one round trip where the store can).
+        token, states = self.store.consent_snapshot(key)
+        self._remember(key, token, states)
         return states
 
     async def astates(self, subject: Subject) -> tuple[ConsentState, ...]:
-        await self._validate_async()
         key = subject.key
-        states = self._cache.get(key)
-        if states is None:
-            states = self._cache[key] = await self.store.aconsent_states(key)
+        if key in self._cache:
+            await self._validate_async()
+            states = self._cache.get(key)
+            if states is not None:
+                return states
+        token, states = await self.store.aconsent_snapshot(key)
+        self._remember(key, token, states)
         return states
+
+    def _remember(
+        self, key: tuple[str, str, str], token: Hashable, states: tuple[ConsentState, ...]
+    ) -> None:
+        if token != self._token:
+            self._cache.clear()
+            self._token = token
+        self._token_checked = time.monotonic()
+        self._cache[key] = states
 
     def history(self, subject: Subject) -> tuple[ConsentEvent, ...]:
         """Every consent event of the subject, oldest first (for access requests)."""

@@ -90,7 +90,7 @@ class Scope(Mapping[str, str]):
     ``{event: E1}`` covers ``{event: E1, exhibitor: acme}``, not ``{event: E2}``.
     """
 
-    __slots__ = ("_hash", "_items", "key")
+    __slots__ = ("_dict", "_hash", "_items", "key")
 
     def __init__(self, items: Mapping[str, str] | None = None, /, **kwargs: str) -> None:
         merged = {**(items or {}), **kwargs}
@@ -98,6 +98,7 @@ class Scope(Mapping[str, str]):
             if not k or not isinstance(v, str) or not v or any(c in k + v for c in ";=\x00"):
                 raise PolicyError(f"invalid scope entry for {k!r}: keys and values are ids")
         self._items: tuple[tuple[str, str], ...] = tuple(sorted(merged.items()))
+        self._dict: dict[str, str] = dict(self._items)
         self.key: str = ";".join(f"{k}={v}" for k, v in self._items)
         self._hash = hash(self._items)
 
@@ -108,10 +109,13 @@ class Scope(Mapping[str, str]):
         return cls(dict(part.split("=", 1) for part in key.split(";")))
 
     def __getitem__(self, k: str) -> str:
-        for key, value in self._items:
-            if key == k:
-                return value
-        raise KeyError(k)
+        return self._dict[k]
+
+    def __contains__(self, k: object) -> bool:
+        return k in self._dict
+
+    def get(self, k: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._dict.get(k, default)
 
     def __iter__(self) -> Iterator[str]:
         return (k for k, _ in self._items)
@@ -132,7 +136,11 @@ class Scope(Mapping[str, str]):
 
     def within(self, other: Mapping[str, str]) -> bool:
         """True when every entry of this scope is in ``other`` (this scope is broader)."""
-        return all(other.get(k) == v for k, v in self._items)
+        get = other._dict.get if isinstance(other, Scope) else other.get
+        for k, v in self._items:  # noqa: SIM110 - a loop: on every consent match, all() is slower
+            if get(k) != v:
+                return False
+        return True
 
 
 EMPTY_SCOPE: Final = Scope()

@@ -65,6 +65,14 @@ class Store(ABC):
         Cheap: called before a cached consent state is trusted.
         """
 
+    def consent_snapshot(self, subject: SubjectKey) -> tuple[Hashable, tuple[ConsentState, ...]]:
+        """The change token and the subject's states, the token read first (or atomically).
+
+        What a consent-cache miss reads. A store that can read both in one round trip
+        overrides this.
+        """
+        return self.change_token(), self.consent_states(subject)
+
     # -- provenance ----------------------------------------------------------------
     @abstractmethod
     def append_collections(self, records: Sequence[CollectionRecord]) -> None: ...
@@ -84,6 +92,11 @@ class Store(ABC):
 
     async def aconsent_history(self, subject: SubjectKey) -> tuple[ConsentEvent, ...]:
         return await asyncio.to_thread(self.consent_history, subject)
+
+    async def aconsent_snapshot(
+        self, subject: SubjectKey
+    ) -> tuple[Hashable, tuple[ConsentState, ...]]:
+        return await asyncio.to_thread(self.consent_snapshot, subject)
 
     async def achange_token(self) -> Hashable:
         return await asyncio.to_thread(self.change_token)

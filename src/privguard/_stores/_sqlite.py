@@ -162,6 +162,14 @@ _SELECT_STATES: Final = """
     SELECT consent_id, purpose, scope, granted, policy_version, at_us, seq
     FROM consent_state
     WHERE controller = ? AND subject_kind = ? AND subject_id = ?"""
+# The change token and the states in one statement, so one read transaction: the
+# LEFT JOIN keeps the data_version row when the subject has no states.
+_SELECT_SNAPSHOT: Final = """
+    SELECT d.data_version, s.consent_id, s.purpose, s.scope, s.granted, s.policy_version,
+        s.at_us, s.seq
+    FROM pragma_data_version AS d
+    LEFT JOIN consent_state AS s
+        ON s.controller = ? AND s.subject_kind = ? AND s.subject_id = ?"""
 _INSERT_COLLECTION: Final = """
     INSERT INTO collections (record_id, controller, subject_kind, subject_id, categories,
         purpose, source, scope, policy_version, bound, at_us)
@@ -263,14 +271,9 @@ def _event(row: Any) -> ConsentEvent:
 
 
 def _state(row: Any) -> ConsentState:
+    # Positional: this runs on every consent-cache miss.
     return ConsentState(
-        consent_id=row[0],
-        purpose=row[1],
-        scope=_scope(row[2]),
-        granted=bool(row[3]),
-        policy_version=row[4],
-        at=_from_micros(row[5]),
-        seq=row[6],
+        row[0], row[1], _scope(row[2]), bool(row[3]), row[4], _from_micros(row[5]), row[6]
     )
 
 
@@ -494,6 +497,24 @@ class SQLiteStore(Store):
                 c.data_version = data_version
                 self._generation += 1
         return self._generation
+
+    def consent_snapshot(self, subject: SubjectKey) -> tuple[Hashable, tuple[ConsentState, ...]]:
+        c = self._connection()
+        try:
+            rows = c.db.execute(_SELECT_SNAPSHOT, subject).fetchall()
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "read consent states") from exc
+        data_version = rows[0][0]
+        if data_version != c.data_version:
+            with self._lock:
+                c.data_version = data_version
+                self._generation += 1
+        try:
+            states = tuple(_state(row[1:]) for row in rows if row[1] is not None)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            invalid = f"{self._label}: cannot read consent states: a stored record is invalid"
+            raise StoreUnavailable(invalid) from exc
+        return self._generation, states
 
     # -- provenance ----------------------------------------------------------------
     def append_collections(self, records: Sequence[CollectionRecord]) -> None:
