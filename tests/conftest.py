@@ -16,6 +16,7 @@ from privguard._records import (
     ConsentAction,
     ConsentEvent,
     ConsentMethod,
+    DisclosureRecord,
     Evidence,
 )
 from privguard._stores import MemoryStore, SQLiteStore, Store
@@ -58,7 +59,8 @@ T0 = datetime(2024, 5, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
 
 class RecordFactory:
-    """Builds valid consent events and collection records with unique ids and rising times.
+    """Builds valid consent events, collection and disclosure records with unique ids and
+    rising times.
 
     Every field can be overridden by keyword; ``subject`` is a store key
     ``(controller, kind, id)``.
@@ -123,6 +125,35 @@ class RecordFactory:
         }
         fields.update(overrides)
         return CollectionRecord(**fields)
+
+    def disclosure(
+        self, subject: tuple[str, str, str] = ("tenant-a", "customer", "user-1"), **overrides: Any
+    ) -> DisclosureRecord:
+        n = self._next()
+        controller, kind, subject_id = subject
+        fields: dict[str, Any] = {
+            "disclosure_id": f"dis-{n}",
+            "batch_id": f"batch-{n}",
+            "controller": controller,
+            "subject_kind": kind,
+            "subject_id": subject_id,
+            "recipient": "acme",
+            "recipient_kind": "exhibitor",
+            "purpose": "third_party_sharing.exhibitor",
+            "categories": ("user.contact.email", "user.name"),
+            "basis": "consent",
+            "policy_version": "2024-05",
+            "at": T0 + timedelta(seconds=n),
+            "channel": "export",
+            "scope": Scope(event="E1", exhibitor="acme"),
+            "consent_id": f"cns-{n}",
+            "reference": None,
+            "agreement": "DPA-7",
+            "trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "span_id": "b7ad6b7169203331",
+        }
+        fields.update(overrides)
+        return DisclosureRecord(**fields)
 
 
 @pytest.fixture

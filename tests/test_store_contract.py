@@ -10,12 +10,21 @@ from typing import TYPE_CHECKING, overload
 import pytest
 
 from privguard._errors import StoreError, StoreUnavailable
-from privguard._records import ConsentAction, ConsentEvent, ConsentMethod, ConsentState, Evidence
+from privguard._records import (
+    ConsentAction,
+    ConsentEvent,
+    ConsentMethod,
+    ConsentState,
+    DisclosureRecord,
+    Evidence,
+)
 from privguard._stores import Store
 from privguard._subject import Scope, Source
 
 if TYPE_CHECKING:
     from conftest import RecordFactory
+
+from conftest import T0
 
 ALICE = ("tenant-a", "customer", "user-1")
 WITHDRAW = ConsentAction.WITHDRAW
@@ -375,6 +384,180 @@ def test_collections_round_trip(store: Store, records: RecordFactory) -> None:
     assert store.collections(ALICE) == tuple(stored)
 
 
+# -- the disclosure log -----------------------------------------------------------------
+
+
+def test_disclosures_round_trip_every_field(store: Store, records: RecordFactory) -> None:
+    written = [
+        records.disclosure(ALICE),
+        records.disclosure(
+            ALICE,
+            recipient="dept-of-justice",
+            recipient_kind="authority",
+            purpose="third_party_sharing.legal_obligation",
+            categories=(),
+            basis="legal_obligation",
+            scope=Scope(),
+            consent_id=None,
+            reference="court order 2024/17",
+            agreement=None,
+            trace_id=None,
+            span_id=None,
+            channel="http",
+            at=datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        ),
+    ]
+    store.append_disclosures(written)
+    got = store.disclosures_for_subject(ALICE)
+    assert got == tuple(written)
+    assert got[0].scope == Scope(event="E1", exhibitor="acme")
+    assert got[1].categories == () and got[1].consent_id is None
+    assert got[1].reference == "court order 2024/17"
+    assert all(r.at.utcoffset() == timedelta(0) for r in got)
+    store.append_disclosures([])
+    assert store.disclosures_for_subject(ALICE) == tuple(written)
+
+
+def test_disclosures_per_subject_in_the_order_written(store: Store, records: RecordFactory) -> None:
+    bob = ("tenant-a", "customer", "user-2")
+    other_tenant = ("tenant-b", "customer", "user-1")
+    mine = [records.disclosure(ALICE, recipient=f"r{i}") for i in range(3)]
+    store.append_disclosures([records.disclosure(bob), mine[0], records.disclosure(other_tenant)])
+    store.append_disclosures(mine[1:])
+    assert store.disclosures_for_subject(ALICE) == tuple(mine)
+    assert len(store.disclosures_for_subject(bob)) == 1
+    assert len(store.disclosures_for_subject(other_tenant)) == 1
+    assert store.disclosures_for_subject(("tenant-c", "customer", "user-1")) == ()
+
+
+def test_disclosures_per_recipient_and_time_range(store: Store, records: RecordFactory) -> None:
+    day = timedelta(days=1)
+    subjects = [("tenant-a", "business_contact", f"c-{i}") for i in range(6)]
+    # Written out of time order on purpose: the answer is ordered by time.
+    times = [T0 + 3 * day, T0, T0 + day, T0 + 2 * day, T0 + day, T0 + 4 * day]
+    acme = [
+        records.disclosure(s, recipient="acme", at=at)
+        for s, at in zip(subjects, times, strict=True)
+    ]
+    store.append_disclosures([*acme, records.disclosure(subjects[0], recipient="globex", at=T0)])
+
+    everything = store.disclosures_for_recipient("acme")
+    assert [r.at for r in everything] == sorted(times)
+    assert [r.disclosure_id for r in everything[1:3]] == [
+        acme[2].disclosure_id,
+        acme[4].disclosure_id,
+    ]
+    window = store.disclosures_for_recipient("acme", since=T0 + day, until=T0 + 3 * day)
+    assert [r.at for r in window] == [T0 + day, T0 + day, T0 + 2 * day]  # since in, until out
+    assert store.disclosures_for_recipient("acme", since=T0 + 4 * day) == (acme[5],)
+    assert store.disclosures_for_recipient("acme", until=T0) == ()
+    assert len(store.disclosures_for_recipient("globex")) == 1
+    assert store.disclosures_for_recipient("nobody") == ()
+
+
+def test_a_duplicate_disclosure_id_is_rejected_and_nothing_written(
+    store: Store, records: RecordFactory
+) -> None:
+    existing = records.disclosure(ALICE)
+    store.append_disclosures([existing])
+    fresh = records.disclosure(ALICE)
+    clash = records.disclosure(ALICE, disclosure_id=existing.disclosure_id)
+    with pytest.raises(StoreUnavailable, match="duplicate disclosure id") as caught:
+        store.append_disclosures([fresh, clash])
+    assert existing.disclosure_id not in str(caught.value)
+    assert store.disclosures_for_subject(ALICE) == (existing,)
+    with pytest.raises(StoreUnavailable, match="duplicate"):
+        store.append_disclosures([fresh, records.disclosure(ALICE, disclosure_id="x"), fresh])
+    assert store.disclosures_for_subject(ALICE) == (existing,)
+
+
+def test_a_naive_disclosure_time_is_refused(store: Store, records: RecordFactory) -> None:
+    with pytest.raises(StoreError):
+        store.append_disclosures([records.disclosure(ALICE, at=datetime(2024, 5, 1, 9, 30))])
+    assert store.disclosures_for_subject(ALICE) == ()
+
+
+class FailingDisclosures(Sequence[DisclosureRecord]):
+    """A batch whose last record cannot be produced: the store must write none of it."""
+
+    def __init__(self, records: list[DisclosureRecord]) -> None:
+        self._records = records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @overload
+    def __getitem__(self, i: int) -> DisclosureRecord: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[DisclosureRecord]: ...
+    def __getitem__(self, i: int | slice) -> DisclosureRecord | Sequence[DisclosureRecord]:
+        if isinstance(i, slice):
+            return self._records[i]
+        if i in (len(self._records) - 1, -1):
+            raise Boom("the last record cannot be produced")
+        return self._records[i]
+
+    def __iter__(self) -> Iterator[DisclosureRecord]:
+        yield from self._records[:-1]
+        raise Boom("the last record cannot be produced")
+
+
+def test_a_bulk_append_of_100000_disclosures_is_atomic(
+    store: Store, records: RecordFactory
+) -> None:
+    subjects = [("tenant-a", "business_contact", f"c-{i}") for i in range(100_000)]
+    batch = [records.disclosure(s, batch_id="bulk", at=T0) for s in subjects]
+    probes = [subjects[0], subjects[50_000], subjects[-1]]
+
+    with pytest.raises(Boom):
+        store.append_disclosures(FailingDisclosures(batch))
+    assert all(store.disclosures_for_subject(s) == () for s in probes)
+    assert store.disclosures_for_recipient("acme") == ()
+
+    clash_at_end = [*batch[:-1], records.disclosure(subjects[-1], disclosure_id="dis-1")]
+    with pytest.raises(StoreUnavailable):
+        store.append_disclosures(clash_at_end)
+    assert store.disclosures_for_recipient("acme") == ()
+
+    with pytest.raises(Boom), store.transaction():
+        store.append_disclosures(batch)
+        raise Boom
+    assert store.disclosures_for_recipient("acme") == ()
+
+    store.append_disclosures(batch)
+    assert len(store.disclosures_for_recipient("acme")) == 100_000
+    assert store.disclosures_for_subject(subjects[-1]) == (batch[-1],)
+
+
+def test_disclosures_join_a_transaction(store: Store, records: RecordFactory) -> None:
+    event = records.event(ALICE)
+    disclosure = records.disclosure(ALICE)
+    with pytest.raises(Boom), store.transaction():
+        store.append_consent_events([event])
+        store.append_disclosures([disclosure])
+        raise Boom
+    assert store.consent_history(ALICE) == ()
+    assert store.disclosures_for_subject(ALICE) == ()
+    with store.transaction():
+        store.append_consent_events([event])
+        store.append_disclosures([disclosure])
+        assert store.disclosures_for_subject(ALICE) == (disclosure,)
+    assert store.disclosures_for_subject(ALICE) == (disclosure,)
+    # The ids of a rolled-back batch are free again, and the log keeps growing after it.
+    later = records.disclosure(ALICE)
+    store.append_disclosures([later])
+    assert store.disclosures_for_subject(ALICE) == (disclosure, later)
+
+
+async def test_disclosure_async_twins(store: Store, records: RecordFactory) -> None:
+    written = records.disclosure(ALICE)
+    await store.aappend_disclosures([written])
+    assert await store.adisclosures_for_subject(ALICE) == (written,)
+    assert await store.adisclosures_for_recipient("acme", since=written.at) == (written,)
+    assert await store.adisclosures_for_recipient("acme", until=written.at) == ()
+    assert store.disclosures_for_subject(ALICE) == (written,)
+
+
 # -- async twins -------------------------------------------------------------------------
 
 
@@ -413,6 +596,9 @@ def test_a_closed_store_raises_store_unavailable(store: Store, records: RecordFa
         lambda: store.collections(ALICE),
         lambda: store.append_consent_events([records.event(ALICE)]),
         lambda: store.append_collections([records.collection(ALICE)]),
+        lambda: store.append_disclosures([records.disclosure(ALICE)]),
+        lambda: store.disclosures_for_subject(ALICE),
+        lambda: store.disclosures_for_recipient("acme"),
         store.change_token,
         store.migrate,
     ]

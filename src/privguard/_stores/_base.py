@@ -18,8 +18,9 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 
-from .._records import CollectionRecord, ConsentEvent, ConsentState
+from .._records import CollectionRecord, ConsentEvent, ConsentState, DisclosureRecord
 
 __all__ = ["Store", "SubjectKey"]
 
@@ -28,7 +29,7 @@ SubjectKey = tuple[str, str, str]
 
 
 class Store(ABC):
-    """Where privguard keeps consents, provenance and (later) disclosures and audit."""
+    """Where privguard keeps consents, provenance, disclosures and (later) audit."""
 
     #: A short name for messages and metrics ("memory", "sqlite", "postgresql").
     name: str = "store"
@@ -80,6 +81,30 @@ class Store(ABC):
     @abstractmethod
     def collections(self, subject: SubjectKey) -> tuple[CollectionRecord, ...]: ...
 
+    # -- disclosures (C10-C15, C19) ------------------------------------------------
+    @abstractmethod
+    def append_disclosures(self, records: Sequence[DisclosureRecord]) -> None:
+        """Append to the disclosure log, atomically: every record or none.
+
+        The log is append-only. A ``disclosure_id`` already in it is refused
+        (:class:`StoreUnavailable`, nothing written); times must be timezone-aware.
+        """
+
+    @abstractmethod
+    def disclosures_for_subject(self, subject: SubjectKey) -> tuple[DisclosureRecord, ...]:
+        """Every disclosure of the subject's data, in the order written (who got my data)."""
+
+    @abstractmethod
+    def disclosures_for_recipient(
+        self,
+        recipient: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[DisclosureRecord, ...]:
+        """Disclosures to the recipient named ``recipient`` with ``since <= at < until``,
+        oldest first (ties in the order written)."""
+
     # -- async twins -----------------------------------------------------------------
     async def amigrate(self) -> None:
         await asyncio.to_thread(self.migrate)
@@ -106,6 +131,23 @@ class Store(ABC):
 
     async def acollections(self, subject: SubjectKey) -> tuple[CollectionRecord, ...]:
         return await asyncio.to_thread(self.collections, subject)
+
+    async def aappend_disclosures(self, records: Sequence[DisclosureRecord]) -> None:
+        await asyncio.to_thread(self.append_disclosures, records)
+
+    async def adisclosures_for_subject(self, subject: SubjectKey) -> tuple[DisclosureRecord, ...]:
+        return await asyncio.to_thread(self.disclosures_for_subject, subject)
+
+    async def adisclosures_for_recipient(
+        self,
+        recipient: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[DisclosureRecord, ...]:
+        return await asyncio.to_thread(
+            lambda: self.disclosures_for_recipient(recipient, since=since, until=until)
+        )
 
     def __enter__(self) -> Store:
         return self

@@ -5,9 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 
-from .._errors import StoreUnavailable
-from .._records import CollectionRecord, ConsentAction, ConsentEvent, ConsentState
+from .._errors import StoreError, StoreUnavailable
+from .._records import (
+    CollectionRecord,
+    ConsentAction,
+    ConsentEvent,
+    ConsentState,
+    DisclosureRecord,
+)
 from ._base import Store, SubjectKey
 
 __all__ = ["MemoryStore"]
@@ -23,6 +30,11 @@ class MemoryStore(Store):
         self._collections: dict[SubjectKey, list[CollectionRecord]] = {}
         self._event_ids: set[str] = set()
         self._record_ids: set[str] = set()
+        # The disclosure log, append-only: one list, two indexes of positions in it.
+        self._disclosures: list[DisclosureRecord] = []
+        self._disclosure_ids: set[str] = set()
+        self._by_subject: dict[SubjectKey, list[int]] = {}
+        self._by_recipient: dict[str, list[int]] = {}
         self._seq = 0
         self._version = 0
         self._closed = False
@@ -51,6 +63,7 @@ class MemoryStore(Store):
                 set(self._record_ids),
                 self._seq,
             )
+            disclosed = len(self._disclosures)  # the log only grows: its length is enough
             try:
                 yield
             except BaseException:
@@ -62,6 +75,7 @@ class MemoryStore(Store):
                     self._record_ids,
                     self._seq,
                 ) = snapshot
+                self._truncate_disclosures(disclosed)
                 self._version += 1
                 raise
 
@@ -116,3 +130,63 @@ class MemoryStore(Store):
         with self._lock:
             self._check()
             return tuple(self._collections.get(subject, ()))
+
+    # -- disclosures -----------------------------------------------------------------
+    def append_disclosures(self, records: Sequence[DisclosureRecord]) -> None:
+        with self._lock:
+            self._check()
+            batch = list(records)  # may raise: then nothing was written
+            ids = [r.disclosure_id for r in batch]
+            if len(set(ids)) != len(ids) or self._disclosure_ids.intersection(ids):
+                raise StoreUnavailable("duplicate disclosure id")
+            for record in batch:
+                if record.at.tzinfo is None or record.at.utcoffset() is None:
+                    raise StoreError("memory store: a record's time must be timezone-aware")
+            start = len(self._disclosures)
+            self._disclosures.extend(batch)
+            for i, record in enumerate(batch, start):
+                key = (record.controller, record.subject_kind, record.subject_id)
+                self._by_subject.setdefault(key, []).append(i)
+                self._by_recipient.setdefault(record.recipient, []).append(i)
+            self._disclosure_ids.update(ids)
+
+    def _truncate_disclosures(self, length: int) -> None:
+        dropped = self._disclosures[length:]
+        if not dropped:
+            return
+        del self._disclosures[length:]
+        for record in dropped:
+            self._disclosure_ids.discard(record.disclosure_id)
+            key = (record.controller, record.subject_kind, record.subject_id)
+            _drop_from(self._by_subject.get(key), length)
+            _drop_from(self._by_recipient.get(record.recipient), length)
+
+    def disclosures_for_subject(self, subject: SubjectKey) -> tuple[DisclosureRecord, ...]:
+        with self._lock:
+            self._check()
+            log = self._disclosures
+            return tuple(log[i] for i in self._by_subject.get(subject, ()))
+
+    def disclosures_for_recipient(
+        self,
+        recipient: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[DisclosureRecord, ...]:
+        with self._lock:
+            self._check()
+            log = self._disclosures
+            found = [
+                log[i]
+                for i in self._by_recipient.get(recipient, ())
+                if (since is None or log[i].at >= since) and (until is None or log[i].at < until)
+            ]
+        found.sort(key=lambda r: r.at)  # stable: ties stay in the order written
+        return tuple(found)
+
+
+def _drop_from(positions: list[int] | None, length: int) -> None:
+    """Forget positions at or past ``length`` (always at the end: positions only grow)."""
+    while positions and positions[-1] >= length:
+        positions.pop()

@@ -39,6 +39,7 @@ from .._records import (
     ConsentEvent,
     ConsentMethod,
     ConsentState,
+    DisclosureRecord,
     Evidence,
 )
 from .._subject import Scope, Source
@@ -141,6 +142,49 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
                 ON collections (controller, subject_kind, subject_id)""",
         ),
     ),
+    Migration(
+        2,
+        "disclosure log",
+        (
+            # One row per subject per disclosure (C10-C15, C19). Append-only, like the
+            # consent history. categories is a JSON array; scope a Scope key.
+            """CREATE TABLE disclosures (
+                seq            INTEGER PRIMARY KEY,
+                disclosure_id  TEXT NOT NULL UNIQUE,
+                batch_id       TEXT NOT NULL,
+                controller     TEXT NOT NULL,
+                subject_kind   TEXT NOT NULL,
+                subject_id     TEXT NOT NULL,
+                recipient      TEXT NOT NULL,
+                recipient_kind TEXT NOT NULL,
+                purpose        TEXT NOT NULL,
+                categories     TEXT NOT NULL,
+                basis          TEXT NOT NULL,
+                policy_version TEXT NOT NULL,
+                at_us          INTEGER NOT NULL,
+                channel        TEXT NOT NULL,
+                scope          TEXT NOT NULL,
+                consent_id     TEXT,
+                reference      TEXT,
+                agreement      TEXT,
+                trace_id       TEXT,
+                span_id        TEXT
+            )""",
+            # "Who got my data": a subject's disclosures, in the order written.
+            """CREATE INDEX disclosures_by_subject
+                ON disclosures (controller, subject_kind, subject_id)""",
+            # "What did this recipient get, and when": by recipient and time range.
+            """CREATE INDEX disclosures_by_recipient ON disclosures (recipient, at_us)""",
+            """CREATE TRIGGER disclosures_no_update BEFORE UPDATE ON disclosures
+            BEGIN
+                SELECT RAISE(ABORT, 'disclosures is append-only');
+            END""",
+            """CREATE TRIGGER disclosures_no_delete BEFORE DELETE ON disclosures
+            BEGIN
+                SELECT RAISE(ABORT, 'disclosures is append-only');
+            END""",
+        ),
+    ),
 )
 
 #: The schema version this code reads and writes.
@@ -180,6 +224,28 @@ _SELECT_COLLECTIONS: Final = """
     FROM collections
     WHERE controller = ? AND subject_kind = ? AND subject_id = ?
     ORDER BY seq"""
+
+_INSERT_DISCLOSURE: Final = """
+    INSERT INTO disclosures (disclosure_id, batch_id, controller, subject_kind, subject_id,
+        recipient, recipient_kind, purpose, categories, basis, policy_version, at_us, channel,
+        scope, consent_id, reference, agreement, trace_id, span_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_SELECT_DISCLOSURES_BY_SUBJECT: Final = """
+    SELECT disclosure_id, batch_id, controller, subject_kind, subject_id,
+        recipient, recipient_kind, purpose, categories, basis, policy_version, at_us, channel,
+        scope, consent_id, reference, agreement, trace_id, span_id
+    FROM disclosures
+    WHERE controller = ? AND subject_kind = ? AND subject_id = ?
+    ORDER BY seq"""
+_SELECT_DISCLOSURES_BY_RECIPIENT: Final = """
+    SELECT disclosure_id, batch_id, controller, subject_kind, subject_id,
+        recipient, recipient_kind, purpose, categories, basis, policy_version, at_us, channel,
+        scope, consent_id, reference, agreement, trace_id, span_id
+    FROM disclosures
+    WHERE recipient = ? AND at_us >= ? AND at_us < ?
+    ORDER BY at_us, seq"""
+_MIN_US: Final = -(2**63)
+_MAX_US: Final = 2**63 - 1
 
 _T = TypeVar("_T")
 
@@ -306,6 +372,74 @@ def _collection(row: Any) -> CollectionRecord:
         policy_version=row[8],
         bound=bool(row[9]),
         at=_from_micros(row[10]),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _categories_json(categories: tuple[str, ...]) -> str:
+    # A bulk export repeats a handful of category sets: encode each once.
+    return json.dumps(list(categories))
+
+
+@functools.lru_cache(maxsize=4096)
+def _categories(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _disclosure_rows(records: Sequence[DisclosureRecord]) -> Iterator[tuple[object, ...]]:
+    # One record after another, straight into executemany. A batch shares its time, so
+    # the conversion of the last one is reused.
+    last_at: datetime | None = None
+    at_us = 0
+    categories = _categories_json
+    for r in records:
+        if r.at is not last_at:
+            at_us = _to_micros(r.at)
+            last_at = r.at
+        yield (
+            r.disclosure_id,
+            r.batch_id,
+            r.controller,
+            r.subject_kind,
+            r.subject_id,
+            r.recipient,
+            r.recipient_kind,
+            r.purpose,
+            categories(r.categories),
+            r.basis,
+            r.policy_version,
+            at_us,
+            r.channel,
+            r.scope.key,
+            r.consent_id,
+            r.reference,
+            r.agreement,
+            r.trace_id,
+            r.span_id,
+        )
+
+
+def _disclosure(row: Any) -> DisclosureRecord:
+    return DisclosureRecord(
+        disclosure_id=row[0],
+        batch_id=row[1],
+        controller=row[2],
+        subject_kind=row[3],
+        subject_id=row[4],
+        recipient=row[5],
+        recipient_kind=row[6],
+        purpose=row[7],
+        categories=_categories(row[8]),
+        basis=row[9],
+        policy_version=row[10],
+        at=_from_micros(row[11]),
+        channel=row[12],
+        scope=_scope(row[13]),
+        consent_id=row[14],
+        reference=row[15],
+        agreement=row[16],
+        trace_id=row[17],
+        span_id=row[18],
     )
 
 
@@ -530,6 +664,37 @@ class SQLiteStore(Store):
     def collections(self, subject: SubjectKey) -> tuple[CollectionRecord, ...]:
         return self._read(_SELECT_COLLECTIONS, subject, _collection, "read collection records")
 
+    # -- disclosures -----------------------------------------------------------------
+    def append_disclosures(self, records: Sequence[DisclosureRecord]) -> None:
+        """One ``executemany`` in one transaction: all the records or none."""
+        c = self._connection()
+        if not records:
+            return
+        try:
+            with self.transaction():
+                c.db.executemany(_INSERT_DISCLOSURE, _disclosure_rows(records))
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "append disclosures") from exc
+
+    def disclosures_for_subject(self, subject: SubjectKey) -> tuple[DisclosureRecord, ...]:
+        return self._read(_SELECT_DISCLOSURES_BY_SUBJECT, subject, _disclosure, "read disclosures")
+
+    def disclosures_for_recipient(
+        self,
+        recipient: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[DisclosureRecord, ...]:
+        low = _MIN_US if since is None else _to_micros(since)
+        high = _MAX_US if until is None else _to_micros(until)
+        return self._read(
+            _SELECT_DISCLOSURES_BY_RECIPIENT,
+            (recipient, low, high),
+            _disclosure,
+            "read disclosures",
+        )
+
     # -- connections -----------------------------------------------------------------
     def _connection(self, *, check_schema: bool = True) -> _Connection:
         if self._closed:
@@ -747,11 +912,11 @@ class SQLiteStore(Store):
 
     # -- reads and errors ------------------------------------------------------------
     def _read(
-        self, sql: str, subject: SubjectKey, build: Callable[[Any], _T], doing: str
+        self, sql: str, params: tuple[object, ...], build: Callable[[Any], _T], doing: str
     ) -> tuple[_T, ...]:
         c = self._connection()
         try:
-            rows = c.db.execute(sql, subject).fetchall()
+            rows = c.db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._failure(exc, doing) from exc
         try:
@@ -780,6 +945,10 @@ class SQLiteStore(Store):
                 kind = "duplicate consent event id"
             elif "collections.record_id" in text:
                 kind = "duplicate collection record id"
+            elif "disclosures.disclosure_id" in text:
+                kind = "duplicate disclosure id"
+            elif "disclosures is append-only" in text:
+                kind = "the disclosure log is append-only"
             elif "append-only" in text:
                 kind = "consent history is append-only"
             else:
