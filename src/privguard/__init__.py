@@ -1,5 +1,27 @@
 """privguard: a privacy policy as code for event platforms."""
 
+from ._analytics import (
+    AnalyticsConfig,
+    AnalyticsGuardTransport,
+    AnalyticsHit,
+    AnalyticsHitKind,
+    AnalyticsOptOutMiddleware,
+    AnalyticsScrubRules,
+    AnalyticsStatus,
+    AnalyticsVendor,
+    BlockedHit,
+    CspMode,
+    IpHandling,
+    OptOutSignal,
+    ScrubbedHit,
+    analytics_app,
+    bound_analytics,
+    current_analytics,
+    gpc_endpoint,
+)
+from ._analytics import classify as classify_hit
+from ._analytics import scrub as scrub_hit
+from ._analytics import user_id_of as hit_user_id
 from ._consent import ConsentLedger, ConsentRecord
 from ._context import (
     NoPrivacyContext,
@@ -25,12 +47,14 @@ from ._crypto import (
 )
 from ._decisions import Decider, Decision, Reason
 from ._decorators import PathScope, RouteSpec, declaration_of, privacy, redacts, requires
+from ._disclosures import BlockReason, DisclosureBatch, DisclosureResult, Disclosures
 from ._errors import (
     AlreadyEncrypted,
     AuthenticationFailed,
     BadFormat,
     ConsentRequired,
     CryptoError,
+    DisclosureBlocked,
     KeyringError,
     MigrationError,
     PolicyError,
@@ -48,19 +72,23 @@ from ._errors import (
 )
 from ._guard import Privguard
 from ._middleware import Anonymous, PrivacyMiddleware, RouteMatcher, Undeclared
+from ._outbound import AsyncGuardedTransport, GuardedTransport
 from ._policy import ANY_PURPOSE, Basis, Operator, Policy, Protection, Rule
+from ._recipients import Recipient, RecipientRegistry
 from ._records import (
     CollectionRecord,
     ConsentAction,
     ConsentEvent,
     ConsentMethod,
     ConsentState,
+    DisclosureRecord,
     Evidence,
 )
 from ._redaction import DEFAULT_KEY_NAMES, Personal, RedactionContext, Redactor
 from ._stores import MemoryStore, SQLiteStore, Store
 from ._subject import PLATFORM, Provenance, Scope, Source, Subject
 from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
+from ._telemetry import Telemetry
 
 __version__ = "0.1.0"
 
@@ -70,10 +98,21 @@ __all__ = [
     "EEA",
     "PLATFORM",
     "AlreadyEncrypted",
+    "AnalyticsConfig",
+    "AnalyticsGuardTransport",
+    "AnalyticsHit",
+    "AnalyticsHitKind",
+    "AnalyticsOptOutMiddleware",
+    "AnalyticsScrubRules",
+    "AnalyticsStatus",
+    "AnalyticsVendor",
     "Anonymous",
+    "AsyncGuardedTransport",
     "AuthenticationFailed",
     "BadFormat",
     "Basis",
+    "BlockReason",
+    "BlockedHit",
     "Categories",
     "CollectionRecord",
     "ConsentAction",
@@ -84,12 +123,20 @@ __all__ = [
     "ConsentRequired",
     "ConsentState",
     "CryptoError",
+    "CspMode",
     "Decider",
     "Decision",
+    "DisclosureBatch",
+    "DisclosureBlocked",
+    "DisclosureRecord",
+    "DisclosureResult",
+    "Disclosures",
     "EncryptedColumn",
     "EncryptionContext",
     "Evidence",
     "FieldCipher",
+    "GuardedTransport",
+    "IpHandling",
     "Key",
     "KeyEncryptionService",
     "KeyState",
@@ -100,6 +147,7 @@ __all__ = [
     "MigrationError",
     "NoPrivacyContext",
     "Operator",
+    "OptOutSignal",
     "PathScope",
     "Personal",
     "Policy",
@@ -114,7 +162,9 @@ __all__ = [
     "PurposeDenied",
     "Purposes",
     "Reason",
+    "Recipient",
     "RecipientKind",
+    "RecipientRegistry",
     "RedactionContext",
     "RedactionError",
     "Redactor",
@@ -126,6 +176,7 @@ __all__ = [
     "Rule",
     "SQLiteStore",
     "Scope",
+    "ScrubbedHit",
     "Source",
     "Store",
     "StoreError",
@@ -133,6 +184,7 @@ __all__ = [
     "Subject",
     "SubjectKind",
     "Taxonomy",
+    "Telemetry",
     "Tokenizer",
     "Undeclared",
     "UnknownCategory",
@@ -141,13 +193,20 @@ __all__ = [
     "UnknownRecipientKind",
     "UnparseableBody",
     "__version__",
+    "analytics_app",
+    "bound_analytics",
     "bound_privacy_context",
+    "classify_hit",
     "configure",
     "covers",
+    "current_analytics",
     "current_context",
     "declaration_of",
     "get_privacy_context",
+    "gpc_endpoint",
+    "hit_user_id",
     "privacy",
     "redacts",
     "requires",
+    "scrub_hit",
 ]
