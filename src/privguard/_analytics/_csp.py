@@ -93,9 +93,11 @@ def check_source(source: str, hosts: Sequence[str], what: str) -> str:
     """Validate one configured source: well formed, and no way through to a collector."""
     if not isinstance(source, str) or not source or any(c in source for c in " \t\r\n;,"):
         raise PolicyError(f"{what}: {source!r} is not one CSP source expression")
-    if source_covers(source, hosts):
+    reached = [h for h in hosts if source_covers(source, (h,))]
+    if reached:
         raise PolicyError(
-            f"{what}: {source!r} would let analytics collectors through; "
+            f"{what}: {source!r} would let analytics collectors through "
+            f"({', '.join(reached[:3])}{', ...' if len(reached) > 3 else ''}); "
             "list the exact origins you need instead"
         )
     return source
