@@ -32,7 +32,8 @@ recipient, and is not recorded twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode
@@ -61,6 +62,8 @@ _EXTENSION_KEYS: Final = frozenset(
     {"subject", "purpose", "scope", "controller", "reference", "provenance", "disclosure"}
 )
 _FORM: Final = "application/x-www-form-urlencoded"
+_BRACKETS: Final = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])+)")
+_SEGMENT: Final = re.compile(r"\[([^\[\]]*)\]")
 
 PurposeResolver = Callable[[httpx.Request], "str | None"]
 
@@ -187,6 +190,8 @@ class _Guard:
         category_of_key = self.disclosures.key_names.category_of_key
         contains = self.disclosures.scanner.contains
         fields = self.fields
+        if isinstance(data, Mapping) and any("[" in str(k) for k in data):
+            fields = {**self._bracket_fields(str(k) for k in data), **fields}
         stack: list[tuple[Any, str | None, str]] = [(data, None, "")]
         while stack:
             value, category, path = stack.pop()
@@ -274,13 +279,17 @@ class _Guard:
         scope = _scope(options.get("scope"))
         if scope is None and ctx is not None and ctx.scope:
             scope = ctx.scope
+        fields = self.fields
+        forms = [p for p in (parsed.data if parsed.kind == "form" else None, parsed.query) if p]
+        if forms:
+            fields = {**self._bracket_fields(k for form in forms for k in form), **fields}
         plan = self.disclosures.plan(
             recipient,
             purpose,
             scope,
             options.get("controller"),
             options.get("reference"),
-            self.fields,
+            fields,
             CHANNEL_HTTP,
         )
         found_all: list[_Found] = []
@@ -297,6 +306,24 @@ class _Guard:
         if provenance is not None and not isinstance(provenance, Provenance):
             raise PolicyError('extensions["privguard"]["provenance"] must be a Provenance')
         return _Prepared(plan, subject, categories, provenance, data, query)
+
+    def _bracket_fields(self, keys: Iterable[str]) -> dict[str, str]:
+        """Categories of form keys in bracket notation (Stripe, Rails, PHP):
+        ``billing_details[email]`` is an e-mail, ``card[number]`` a card number: the
+        innermost segment that names a category wins, else the next one out."""
+        category_of_key = self.disclosures.key_names.category_of_key
+        found: dict[str, str] = {}
+        for key in keys:
+            match = _BRACKETS.fullmatch(key)
+            if match is None or not match.group(2):
+                continue
+            names = [match.group(1), *_SEGMENT.findall(match.group(2))]
+            for name in reversed(names):
+                category = category_of_key(name) if name else None
+                if category is not None:
+                    found[key] = category
+                    break
+        return found
 
     def blocked_by(self, prepared: _Prepared, decision: Decision) -> DisclosureBlocked:
         plan = prepared.plan
