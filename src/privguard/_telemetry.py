@@ -143,6 +143,20 @@ class Telemetry:
     def disabled(cls) -> Telemetry:
         return cls(enabled=False)
 
+    def _log_enabled(self, warn: bool) -> bool:
+        """Whether a log record would go anywhere: without a logs SDK, none is built."""
+        logger = self._logger
+        if logger is None or SeverityNumber is None:
+            return False
+        enabled = getattr(logger, "enabled", None)  # the API has it since 1.37
+        if enabled is None:
+            return True
+        severity = SeverityNumber.WARN if warn else SeverityNumber.INFO
+        try:
+            return bool(enabled(severity_number=severity))
+        except TypeError:  # pragma: no cover - an older signature
+            return True
+
     @contextmanager
     def disclosure(
         self,
@@ -156,8 +170,13 @@ class Telemetry:
         if not self.enabled:
             yield DisclosureTelemetry(self, None, channel, recipient, recipient_kind, purpose)
             return
+        # Exceptions are neither recorded nor described by the SDK: a host's exception
+        # message could hold a personal value. The span gets the exception's type only.
         with self._tracer.start_as_current_span(
-            SPAN_DISCLOSE, kind=trace.SpanKind.INTERNAL, record_exception=False
+            SPAN_DISCLOSE,
+            kind=trace.SpanKind.INTERNAL,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             handle = DisclosureTelemetry(self, span, channel, recipient, recipient_kind, purpose)
             if span.is_recording():
@@ -165,7 +184,7 @@ class Telemetry:
             try:
                 yield handle
             except BaseException as exc:
-                if span.is_recording():
+                if span.is_recording() and not handle.blocked_reason:
                     # The type only: an exception message could one day carry a value.
                     span.set_status(StatusCode.ERROR, type(exc).__name__)
                 raise
@@ -174,7 +193,15 @@ class Telemetry:
 class DisclosureTelemetry:
     """The telemetry of one disclosure call: its span ids, and what to report at its end."""
 
-    __slots__ = ("_span", "_telemetry", "channel", "purpose", "recipient", "recipient_kind")
+    __slots__ = (
+        "_span",
+        "_telemetry",
+        "blocked_reason",
+        "channel",
+        "purpose",
+        "recipient",
+        "recipient_kind",
+    )
 
     def __init__(
         self,
@@ -191,6 +218,7 @@ class DisclosureTelemetry:
         self.recipient = recipient
         self.recipient_kind = recipient_kind
         self.purpose = purpose
+        self.blocked_reason: str | None = None
 
     def base_attributes(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {ATTR_CHANNEL: self.channel}
@@ -245,7 +273,7 @@ class DisclosureTelemetry:
         dropped_count = sum(dropped.values())
         span = self._span
         recording = span is not None and span.is_recording()
-        logging = telemetry._logger is not None
+        logging = telemetry._log_enabled(warn=False)
         if recording or logging:
             attrs = self.base_attributes()
             attrs[ATTR_OUTCOME] = OUTCOME_DISCLOSED if subjects else OUTCOME_NOTHING
@@ -276,12 +304,14 @@ class DisclosureTelemetry:
 
     def blocked(self, reason: str, *, host: str | None = None) -> None:
         """Report a call refused as a whole: nothing was sent and nothing recorded."""
+        self.blocked_reason = reason
         telemetry = self._telemetry
         if not telemetry.enabled:
             return
         span = self._span
         recording = span is not None and span.is_recording()
-        if recording or telemetry._logger is not None:
+        logging = telemetry._log_enabled(warn=True)
+        if recording or logging:
             attrs = self.base_attributes()
             attrs[ATTR_OUTCOME] = OUTCOME_BLOCKED
             attrs[ATTR_BLOCK_REASON] = reason
@@ -291,7 +321,8 @@ class DisclosureTelemetry:
                 assert span is not None
                 span.set_attributes(attrs)
                 span.set_status(StatusCode.ERROR, f"disclosure blocked: {reason}")
-            self._log(attrs, warn=True)
+            if logging:
+                self._log(attrs, warn=True)
         telemetry._blocked.add(
             1, {ATTR_RECIPIENT_KIND: self.recipient_kind or "", ATTR_BLOCK_REASON: reason}
         )
