@@ -763,6 +763,23 @@ def scrub(hit: AnalyticsHit, rules: AnalyticsScrubRules | None = None) -> Scrubb
     return ScrubbedHit(out, None, tuple(work.changes))
 
 
+_BASE64: Final = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+
+
+def _base64_text(value: str) -> str | None:
+    """What a base64 value says, if it is base64 of UTF-8 text (Mixpanel's ``data``)."""
+    value = value.strip()
+    if not _BASE64.fullmatch(value):
+        return None
+    padded = value.rstrip("=") + "=" * (-len(value.rstrip("=")) % 4)
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            return decode(padded).decode("utf-8")
+        except (ValueError, binascii.Error):
+            continue
+    return None
+
+
 def leftover_personal_data(url: str, body: bytes) -> str | None:
     """``"email"`` or ``"card"`` if either is anywhere in a request, however encoded
     (percent-encoding, base64 in ``data``, JSON escapes), else ``None``."""
@@ -776,11 +793,10 @@ def leftover_personal_data(url: str, body: bytes) -> str | None:
             texts.append(json.dumps(doc, ensure_ascii=False))
     query = urlsplit(url).query
     for source in (query, *texts[1:2]):
-        for key, value in _pairs(source):
-            if key == "data":
-                decoded = _decode_data(value)
-                if decoded is not None:
-                    texts.append(json.dumps(decoded, ensure_ascii=False))
+        for _, value in _pairs(source):
+            decoded_text = _base64_text(value)
+            if decoded_text is not None:
+                texts.append(decoded_text)
     for text in texts:
         for variant in _decodings(text):
             findings = scanner.scan(variant)
@@ -807,11 +823,16 @@ def _first_user_id(doc: Any) -> str | None:
             item.get("xdm", {}).get("identityMap") if isinstance(item.get("xdm"), dict) else None
         )
         if isinstance(identities, dict):
-            for namespace, entries in identities.items():
-                if str(namespace).lower() != "ecid" and isinstance(entries, list):
-                    for entry in entries:
-                        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-                            return str(entry["id"])
+            # A CRM id before an e-mail or phone namespace; the cookie's ECID never.
+            ranked = sorted(
+                (k for k in identities if str(k).lower() != "ecid"),
+                key=lambda k: any(w in str(k).lower() for w in ("email", "phone")),
+            )
+            for namespace in ranked:
+                entries = identities[namespace]
+                for entry in entries if isinstance(entries, list) else ():
+                    if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                        return str(entry["id"])
         events = item.get("events")
         if isinstance(events, list):
             found = _first_user_id(events)
