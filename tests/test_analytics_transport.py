@@ -598,3 +598,56 @@ def test_wrong_kind_of_inner_transport() -> None:
         httpx.Client(transport=AnalyticsGuardTransport(httpx.AsyncHTTPTransport())) as client,
     ):
         client.get("https://example.com/")
+
+
+# -- telemetry ------------------------------------------------------------------------------------
+async def test_blocked_hits_are_reported_to_telemetry_without_personal_data(
+    network: respx.MockRouter,
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import privguard._telemetry as names
+    from privguard import Telemetry
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    telemetry = Telemetry(
+        tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader])
+    )
+    transport = AnalyticsGuardTransport(httpx.AsyncHTTPTransport(), telemetry=telemetry)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with bound_analytics(True):
+            await client.request(*server_hits()[0][:2], **server_hits()[0][2])
+        await client.post(
+            "https://www.google-analytics.com/mp/collect?measurement_id=G-SHOP12345",
+            content=f"not json {EMAIL}".encode(),
+        )
+    assert analytics_calls(network) == []
+    attributes = [dict(span.attributes or {}) for span in spans.get_finished_spans()]
+    assert [a[names.ATTR_BLOCK_REASON] for a in attributes] == [
+        "opted_out:stored",
+        "personal_data:email",
+    ]
+    for attrs in attributes:
+        assert attrs[names.ATTR_RECIPIENT_KIND] == "analytics_provider"
+        assert attrs[names.ATTR_PURPOSE] == Purposes.ANALYTICS
+        assert attrs[names.ATTR_SERVER_ADDRESS] == "www.google-analytics.com"
+        assert attrs[names.ATTR_OUTCOME] == "blocked"
+        assert EMAIL not in json.dumps(attrs) and USER_ID not in json.dumps(attrs)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = [
+        point
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == names.METRIC_BLOCKED
+        for point in metric.data.data_points
+    ]
+    assert sum(p.value for p in points) == 2  # type: ignore[attr-defined]

@@ -20,11 +20,12 @@ from starlette.types import Scope as ASGIScope
 
 from .._errors import RedactionError, UnparseableBody
 from .._middleware import _encoding_of, _Inflater
+from ._collectors import AnalyticsVendor
 from ._config import AnalyticsConfig, CspMode
 from ._cookies import CookieRules, request_host
 from ._csp import build_policy, nonce_of, parse_policies
 from ._html import HtmlRewriter
-from ._payloads import classify_parts
+from ._payloads import AnalyticsHitKind, classify_parts
 from ._signals import (
     AnalyticsStatus,
     cookies_of,
@@ -33,6 +34,7 @@ from ._signals import (
     resolve_subject,
     set_status,
 )
+from ._transport import BlockedHit, record_blocked
 
 if TYPE_CHECKING:
     from .._guard import Privguard
@@ -187,6 +189,22 @@ class AnalyticsOptOutMiddleware:
             "privguard: analytics hit to a first-party collector path blocked (opted out: %s)",
             signal,
         )
+        if self.guard is not None:
+            host = request_host(scope.get("headers") or ()) or ""
+            found = classify_parts(
+                scope.get("method", "GET"),
+                host,
+                scope.get("path", ""),
+                scope.get("query_string", b"").decode("latin-1"),
+            )
+            vendor, kind = (
+                (found[0], found[1])
+                if found is not None
+                else (AnalyticsVendor.GOOGLE_ANALYTICS, AnalyticsHitKind.OTHER)
+            )
+            record_blocked(
+                self.guard.telemetry, BlockedHit(vendor, kind, host, f"opted_out:{signal}")
+            )
         headers = [(b"cache-control", b"no-store"), *self.expiring_cookies(scope)]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

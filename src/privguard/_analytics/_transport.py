@@ -19,7 +19,8 @@ import httpx
 
 from .._decisions import Reason
 from .._errors import PrivguardError
-from .._taxonomy import Purposes
+from .._taxonomy import Purposes, RecipientKind
+from .._telemetry import Telemetry
 from ._collectors import AnalyticsVendor
 from ._payloads import AnalyticsHit, AnalyticsHitKind, AnalyticsScrubRules, classify, scrub
 from ._signals import current_analytics
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from .._guard import Privguard
     from .._subject import Subject
 
-__all__ = ["AnalyticsGuardTransport", "BlockedHit"]
+__all__ = ["AnalyticsGuardTransport", "BlockedHit", "record_blocked"]
+
+#: The telemetry channel of a guarded HTTP request (as the outbound guard's).
+CHANNEL_HTTP: Final = "http"
 
 logger = logging.getLogger("privguard.analytics")
 
@@ -62,7 +66,7 @@ class AnalyticsGuardTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     else), the guard's check of the ``analytics`` purpose for that subject is not
     allowed. ``rules`` says how payloads are scrubbed; by default user ids are
     pseudonymised with the guard's keyring (dropped without one) and IP addresses
-    dropped.
+    dropped. ``telemetry``: where blocked hits are reported (the guard's by default).
     """
 
     def __init__(
@@ -73,9 +77,13 @@ class AnalyticsGuardTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         rules: AnalyticsScrubRules | None = None,
         subject_of: Callable[[AnalyticsHit], Subject | None] | None = None,
         on_block: Callable[[BlockedHit], None] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.inner = inner
         self.guard = guard
+        if telemetry is None:
+            telemetry = guard.telemetry if guard is not None else Telemetry()
+        self.telemetry = telemetry
         if rules is None:
             pseudonymizer = None
             if guard is not None and guard.keyring is not None:
@@ -157,6 +165,7 @@ class AnalyticsGuardTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             record.host,
             record.reason,
         )
+        record_blocked(self.telemetry, record)
         if self.on_block is not None:
             self.on_block(record)
         return httpx.Response(204, headers={BLOCKED_HEADER: "blocked"}, request=hit.request)
@@ -198,3 +207,14 @@ class AnalyticsGuardTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def __repr__(self) -> str:
         return f"AnalyticsGuardTransport(inner={type(self.inner).__name__})"
+
+
+def record_blocked(telemetry: Telemetry, record: BlockedHit) -> None:
+    """Report a hit not sent, as the outbound guard reports a blocked disclosure."""
+    with telemetry.disclosure(
+        channel=CHANNEL_HTTP,
+        recipient=None,
+        recipient_kind=RecipientKind.ANALYTICS_PROVIDER.value,
+        purpose=Purposes.ANALYTICS,
+    ) as handle:
+        handle.blocked(record.reason, host=record.host)
