@@ -114,7 +114,9 @@ def chunks(text: str, sizes: list[int]) -> Iterator[bytes]:
 
 
 async def page(request: Request) -> Response:
-    return HTMLResponse(PAGE, headers={"etag": '"v1"'})
+    return HTMLResponse(
+        PAGE, headers={"etag": '"v1"', "cache-control": "public, max-age=600, s-maxage=3600"}
+    )
 
 
 async def streamed(request: Request) -> Response:
@@ -232,13 +234,15 @@ async def test_opted_out_page_gets_the_head_script_first_and_no_loaders() -> Non
     assert int(r.headers["content-length"]) == len(r.content)
     assert "etag" not in r.headers  # it described the original body
     assert r.headers["vary"] == "Cookie, Sec-GPC"
-    assert r.headers["cache-control"] == "private"
+    # No shared cache may keep this person's page for someone else; nothing is loosened.
+    assert r.headers.get_list("cache-control") == ["private, max-age=600"]
 
 
 async def test_not_opted_out_page_is_untouched_but_varies() -> None:
     r = await get(make_app(), "/", headers={"sec-gpc": "0"})
     assert r.text == PAGE
     assert r.headers["etag"] == '"v1"'
+    assert r.headers["cache-control"] == "public, max-age=600, s-maxage=3600"
     assert r.headers["vary"] == "Cookie, Sec-GPC"
     assert "content-security-policy" not in r.headers
 
@@ -403,3 +407,11 @@ def test_find_ids() -> None:
 def test_gzip_helper_round_trip() -> None:
     # The test pages really are compressible (GZipMiddleware's minimum size is met).
     assert len(gzip.compress(PAGE.encode())) < len(PAGE)
+
+
+def test_cache_control_is_made_private_never_looser() -> None:
+    from privguard._analytics._middleware import _private
+
+    assert _private([]) == b"private"
+    assert _private([b"public, s-maxage=60, max-age=5"]) == b"private, max-age=5"
+    assert _private([b"no-store", b"private, no-cache"]) == b"private, no-store, no-cache"

@@ -210,6 +210,22 @@ class AnalyticsOptOutMiddleware:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+_SHARED_ONLY: Final = frozenset({"public", "proxy-revalidate"})
+
+
+def _private(values: Sequence[bytes]) -> bytes:
+    """The app's ``Cache-Control`` made private: what it allowed shared caches goes, the
+    rest (``no-store``, ``max-age``, ...) stays, so nothing is loosened."""
+    directives = ["private"]
+    for value in values:
+        for part in value.decode("latin-1").split(","):
+            directive = part.strip()
+            name = directive.split("=", 1)[0].strip().lower()
+            if directive and name not in _SHARED_ONLY and name not in ("private", "s-maxage"):
+                directives.append(directive)
+    return ", ".join(dict.fromkeys(directives)).encode("latin-1")
+
+
 def _opted_out_scope(scope: ASGIScope) -> ASGIScope:
     """The app sees an ``Accept-Encoding`` privguard can undo (no br, zstd), and no
     send-a-file-by-path extension: an HTML body must pass through privguard."""
@@ -290,8 +306,11 @@ class _OptOutResponder:
         status = message["status"]
         rewrite = html and not self.head and status not in (204, 304) and status >= 200
         if html:
+            # This page is this person's: no shared cache may keep it for someone else.
+            kept = [v for k, v in raw if k.lower() == b"cache-control"]
+            raw = [(k, v) for k, v in raw if k.lower() != b"cache-control"]
+            raw.append((b"cache-control", _private(kept)))
             raw.append((b"vary", mw._vary))
-            raw.append((b"cache-control", b"private"))
         coding = _encoding_of(encoding)
         if rewrite and (
             (coding is not None and coding.startswith("?"))
