@@ -73,8 +73,9 @@ OPT_OUT_PAGE = """<!doctype html><html><head><title>Privacy</title></head><body>
 
 
 def fake_gtag(measurement_id: str) -> str:
-    # Sends its hit three ways, and ignores ga-disable and _gaUserPrefs on purpose.
+    # Sets _ga, sends its hit three ways, and ignores ga-disable and _gaUserPrefs on purpose.
     return f"""(function () {{
+  document.cookie = '_ga=GA1.1.555.1; path=/; max-age=' + 2 * 365 * 86400;
   var u = 'https://www.google-analytics.com/g/collect?v=2&tid={measurement_id}'
         + '&cid=555.1&en=page_view&dl=' + encodeURIComponent(location.href);
   navigator.sendBeacon(u + '&via=beacon');
@@ -287,12 +288,17 @@ def test_a_visitor_who_did_not_opt_out_is_tracked(visit: Callable[..., Visit], s
     # The beacon to Google sent while the page unloads escapes routing: the proxy saw it.
     assert v.wait_for(lambda: any("google-analytics.com" in u for u in v.proxied))
     assert v.page.evaluate("window['ga-disable-" + GA_ID + "']") is None
+    assert "_ga" in {c["name"] for c in v.page.context.cookies()}
 
 
 def test_gpc_visitor_sends_nothing_to_any_collector(
     visit: Callable[..., Visit], shop: Shop, gpc_browser: Any
 ) -> None:
     v = visit(using=gpc_browser)
+    # Analytics cookies from before: expired by the first response (C23).
+    v.page.context.add_cookies(
+        [{"name": n, "value": "GA1.1.1.1", "url": shop.base} for n in ("_ga", "_gid")]
+    )
     v.page.goto(shop.base + "/")
     real_gpc = v.page.evaluate("navigator.globalPrivacyControl") is True
     if not real_gpc:  # pragma: no cover - a Chromium older than its own GPC support
@@ -318,6 +324,7 @@ def test_gpc_visitor_sends_nothing_to_any_collector(
     assert [u for u in v.reached() if real_gpc or not u.startswith(shop.base)] == []
     # The tag manager's late tag was stopped by the added Content-Security-Policy.
     assert any("gtag/js?id=" + LATE_ID in url and why == "csp" for url, why in v.failed)
+    assert not {"_ga", "_gid"} & {c["name"] for c in v.page.context.cookies()}
 
 
 def test_opt_out_by_form_then_back_in_with_the_csrf_token(
