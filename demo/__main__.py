@@ -36,6 +36,23 @@ def _show(title: str, response: httpx.Response, note: str) -> None:
     print(f"  {note}")
 
 
+def _show_log(title: str, response: httpx.Response, note: str) -> None:
+    """A disclosure log, one line per record."""
+    print(f"\n{BOLD}{title}{RESET}")
+    url = response.request.url
+    print(
+        f"  {response.request.method} {url.path}?{url.query.decode()}"
+        f"  ->  {GREEN}{response.status_code}{RESET}"
+    )
+    for r in response.json()["disclosures"]:
+        print(
+            f"  {DIM}|{RESET} {r['at'][11:19]} {r['subject']:6s} -> {r['recipient']} "
+            f"({r['recipient_kind']}), {r['purpose']}, basis {r['basis']}, {r['channel']}: "
+            f"{', '.join(c.rsplit('.', 1)[-1] for c in r['categories'])}"
+        )
+    print(f"  {note}")
+
+
 async def walkthrough(db_path: Path) -> None:
     app = create_app(db_path)
     transport = httpx.ASGITransport(app=app)
@@ -103,6 +120,37 @@ async def walkthrough(db_path: Path) -> None:
 
         r = await client.post("/marketing/sell", headers=as_("organizer-token"))
         _show("11. Selling the attendee list", r, "Forbidden, consent or not (C08).")
+
+        r = await client.get(f"/disclosures?recipient={EXHIBITOR}", headers=as_("organizer-token"))
+        _show_log(
+            "12. The operator reads the disclosure log for the exhibitor",
+            r,
+            "One record per lead each time it left (steps 6 and 8), with the consent it "
+            "relied on; att-3's stays after the withdrawal: the log is append-only (C12).",
+        )
+
+        r = await client.post(f"/events/{EVENT}/tickets", headers=as_("att-1-token"))
+        received = app.state.payment_processor.received[-1]["card_number"]
+        _show(
+            "13. att-1 pays for a ticket through the payment processor",
+            r,
+            f"The processor received the card unmasked ({received[:4]} ...), the only "
+            "recipient that may, and the payment is recorded (C10).",
+        )
+
+        r = await client.post(f"/events/{EVENT}/tracker", headers=as_("organizer-token"))
+        _show(
+            "14. The attendee list wired to a tracker nobody registered",
+            r,
+            "Blocked by the outbound guard before anything was sent (C13).",
+        )
+
+        r = await client.get("/disclosures?subject=att-1", headers=as_("organizer-token"))
+        _show_log(
+            "15. att-1 asks who got their data",
+            r,
+            "The exhibitor (with consent) and the payment processor (the contract).",
+        )
 
     app.state.guard.close()
 

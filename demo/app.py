@@ -1,20 +1,26 @@
 """A sample event platform guarded by privguard.
 
 Organisers list their attendees, attendees consent to exhibitors, exhibitors export
-their leads, and the platform refuses what the policy forbids. Authentication is a toy
-(bearer tokens from a fixed table) standing in for the host's real one: privguard only
-reads the user that authentication put in the ASGI scope.
+their leads, attendees pay for tickets through a payment processor, and the platform
+refuses what the policy forbids. Every disclosure (a lead export, a payment) leaves a
+record the operator can list. Authentication is a toy (bearer tokens from a fixed table)
+standing in for the host's real one: privguard only reads the user that authentication
+put in the ASGI scope. The payment processor is a stand-in: a small ASGI app reached
+through httpx, as a real one would be over the network.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -23,15 +29,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from privguard import (
-    Categories as C,
-)
-from privguard import (
+    AsyncGuardedTransport,
+    DisclosureBlocked,
+    DisclosureRecord,
     Evidence,
     PathScope,
+    PolicyError,
     PrivacyMiddleware,
     Privguard,
     Provenance,
     PurposeDenied,
+    Recipient,
     Redactor,
     Source,
     Subject,
@@ -39,7 +47,11 @@ from privguard import (
     privacy,
     requires,
 )
+from privguard import (
+    Categories as C,
+)
 from privguard import Purposes as P
+from privguard import RecipientKind as R
 from privguard import Scope as ConsentScope
 
 from .data import ATTENDEES, EVENT, EXHIBITOR, TENANT
@@ -96,12 +108,45 @@ def contact(attendee_id: str) -> Subject:
     return Subject.business_contact(a["id"], tenant=TENANT, jurisdiction=a["jurisdiction"])
 
 
+# -- the payment processor (a stand-in on localhost) --------------------------------------------
+PAYMENTS_URL = "http://localhost:8001/v1/charges"
+
+#: The payment processor, as the platform registered it: who may get card data (C10).
+DEMOPAY = Recipient(
+    "demopay",
+    R.PAYMENT_PROCESSOR,
+    hosts=["localhost:8001"],
+    purposes=[P.PAYMENT],
+    categories=[C.NAME, C.EMAIL, C.FINANCIAL],
+    agreement="DPA-demopay-2026",
+)
+
+
+@dataclass
+class PaymentProcessor:
+    """A stand-in for the payment processor's API: it keeps what it received."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        charge = await request.json()
+        self.received.append(charge)
+        number = str(charge.get("card_number", "")).replace(" ", "")
+        body = {"id": f"ch_{next(self._ids)}", "status": "succeeded", "card_last4": number[-4:]}
+        await JSONResponse(body)(scope, receive, send)
+
+
 # -- the guard ------------------------------------------------------------------------------
 def make_guard(path: str | os.PathLike[str]) -> Privguard:
     # The organiser (the controller of its attendees' data, C05) sees contact details;
     # card data stays masked for everyone but a payment processor (C10).
     redactor = Redactor(audiences={"organizer": {C.CONTACT: "keep", C.NAME: "keep"}})
-    return Privguard.sqlite(path, redactor=redactor)
+    guard = Privguard.sqlite(path, redactor=redactor, recipients=[DEMOPAY])
+    # Exhibitors change every event: registered at run time (C12).
+    guard.recipients.register_exhibitor(event=EVENT, name=EXHIBITOR, hosts="leads.globex.example")
+    return guard
 
 
 # -- endpoints ------------------------------------------------------------------------------
@@ -154,33 +199,115 @@ async def consent(request: Request) -> JSONResponse:
     return JSONResponse({"consent_id": record.consent_id, "action": record.action.value})
 
 
+#: What the lead export offers an exhibitor; disclose() keeps what the policy lets it have.
+LEAD_FIELDS = ("first_name", "last_name", "email", "company", "job_title", "card_number")
+#: Keys the redactor's key names do not know, declared (C02).
+DECLARED = {"company": C.ORGANIZATION, "job_title": C.JOB_TITLE}
+
+
 @privacy(P.SERVICE, categories=[], redact=False)
 async def leads(request: Request) -> JSONResponse:
     """The exhibitor's lead export: only attendees who consented to this exhibitor at this
-    event, and only the categories an exhibitor may receive (C12)."""
+    event, only the categories an exhibitor may receive, and a disclosure record for each
+    one (C12)."""
     guard: Privguard = request.app.state.guard
     event, exhibitor = request.path_params["event_id"], request.path_params["exhibitor"]
-    booth = ConsentScope(event=event, exhibitor=exhibitor)
-    wanted = {
-        "first_name": C.NAME,
-        "last_name": C.NAME,
-        "email": C.EMAIL,
-        "company": C.ORGANIZATION,
-        "job_title": C.JOB_TITLE,
-        "card_number": C.CARD,
+    try:
+        recipient = guard.recipients.exhibitor(event, exhibitor)
+    except PolicyError:
+        return JSONResponse({"error": "no such exhibitor at this event"}, status_code=404)
+    result = await guard.adisclose(
+        [(contact(a["id"]), {k: a[k] for k in LEAD_FIELDS}) for a in ATTENDEES],
+        to=recipient,
+        purpose=P.EXHIBITOR_DISCLOSURE,
+        controller=TENANT,
+        fields=DECLARED,
+    )
+    return JSONResponse(
+        {
+            "exhibitor": exhibitor,
+            "leads": list(result.records),
+            "left_out": dict(result.dropped),
+            "withheld": sorted(result.withheld),
+            "batch": result.batch_id,
+        }
+    )
+
+
+@privacy(P.PAYMENT, categories=[C.NAME, C.EMAIL, C.CARD])
+async def buy_ticket(request: Request) -> JSONResponse:
+    """An attendee pays for a ticket: the card goes to the payment processor, unmasked,
+    through the guarded httpx client, and the payment is recorded as a disclosure (C10).
+    The subject is the signed-in attendee, from the privacy context."""
+    a = next(a for a in ATTENDEES if a["id"] == request.scope["user"].subject.id)
+    charge = {
+        "name": f"{a['first_name']} {a['last_name']}",
+        "email": a["email"],
+        "card_number": a["card_number"],
+        "amount": 4900,
+        "currency": "eur",
+        "description": f"Ticket {request.path_params['event_id']}",
     }
-    out: list[dict[str, Any]] = []
-    for a in ATTENDEES:
-        subject = contact(a["id"])
-        permitted = set(
-            guard.policy.permitted_categories(subject.kind, P.EXHIBITOR_DISCLOSURE, wanted.values())
-        )
-        decision = await guard.acheck(
-            subject, P.EXHIBITOR_DISCLOSURE, sorted(permitted), recipient="exhibitor", scope=booth
-        )
-        if decision.allowed:
-            out.append({k: a[k] for k, cat in wanted.items() if cat in permitted})
-    return JSONResponse({"exhibitor": exhibitor, "leads": out})
+    async with request.app.state.payment_client() as client:
+        r = await client.post(PAYMENTS_URL, json=charge)
+    return JSONResponse({"charge": r.json()})
+
+
+@privacy(P.SERVICE, categories=[], redact=False)
+async def share_with_tracker(request: Request) -> JSONResponse:
+    """Someone wires the attendee list to a tracking service that is no registered
+    recipient: the outbound guard blocks it and nothing is sent (C13)."""
+    sent: list[httpx.Request] = []
+    tracker = httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200))  # type: ignore[func-returns-value]
+    transport = AsyncGuardedTransport(tracker, guard=request.app.state.guard, purpose=P.ANALYTICS)
+    async with httpx.AsyncClient(transport=transport) as client:
+        try:
+            await client.post("https://tracker.example/collect", json={"attendees": ATTENDEES})
+        except DisclosureBlocked as blocked:
+            return JSONResponse(
+                {"blocked": blocked.reason, "host": blocked.host, "requests_sent": len(sent)},
+                status_code=403,
+            )
+    return JSONResponse({"requests_sent": len(sent)})  # pragma: no cover - always blocked
+
+
+def _record(r: DisclosureRecord) -> dict[str, Any]:
+    return {
+        "at": r.at.isoformat(),
+        "subject": r.subject_id,
+        "recipient": r.recipient,
+        "recipient_kind": r.recipient_kind,
+        "purpose": r.purpose,
+        "categories": list(r.categories),
+        "basis": r.basis,
+        "consent_id": r.consent_id,
+        "channel": r.channel,
+        "batch": r.batch_id,
+    }
+
+
+@privacy(P.SERVICE, categories=[], redact=False)
+async def disclosure_log(request: Request) -> JSONResponse:
+    """The operator's view of the disclosure log: by attendee (who got their data, for an
+    access request) or by recipient and time range (what did they get, when)."""
+    user: User = request.scope["user"]
+    if user.role != "organizer":
+        return JSONResponse({"error": "operators only"}, status_code=403)
+    guard: Privguard = request.app.state.guard
+    query = request.query_params
+    if "subject" in query:
+        try:
+            subject = contact(query["subject"])
+        except StopIteration:
+            return JSONResponse({"error": "no such attendee"}, status_code=404)
+        found = await guard.disclosures.afor_subject(subject)
+    elif "recipient" in query:
+        since = datetime.fromisoformat(query["since"]) if "since" in query else None
+        until = datetime.fromisoformat(query["until"]) if "until" in query else None
+        found = await guard.disclosures.afor_recipient(query["recipient"], since=since, until=until)
+    else:
+        return JSONResponse({"error": "give ?subject= or ?recipient="}, status_code=400)
+    return JSONResponse({"disclosures": [_record(r) for r in found]})
 
 
 @requires(P.SALE)
@@ -238,6 +365,17 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> Starlette:
     path = Path(db_path or os.environ.get("PRIVGUARD_DEMO_DB", "demo-data/privguard.sqlite3"))
     path.parent.mkdir(parents=True, exist_ok=True)
     guard = make_guard(path)
+    processor = PaymentProcessor()
+
+    def payment_client() -> httpx.AsyncClient:
+        # The guarded transport wraps the one that reaches the processor (here an ASGI
+        # app; in production httpx's own): card data leaves only through it.
+        inner = httpx.ASGITransport(app=processor.app)
+        transport = AsyncGuardedTransport(
+            inner, guard=guard, purpose=P.PAYMENT, fields={"name": C.NAME}
+        )
+        return httpx.AsyncClient(transport=transport)
+
     app = Starlette(
         routes=[
             Route("/me", whoami),
@@ -249,6 +387,9 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> Starlette:
                 methods=["POST", "DELETE"],
             ),
             Route("/events/{event_id}/exhibitors/{exhibitor}/leads", leads),
+            Route("/events/{event_id}/tickets", buy_ticket, methods=["POST"]),
+            Route("/events/{event_id}/tracker", share_with_tracker, methods=["POST"]),
+            Route("/disclosures", disclosure_log),
             Route("/events/{event_id}/mail", mail, methods=["POST"]),
             Route("/marketing/sell", sell, methods=["POST"]),
         ],
@@ -259,6 +400,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> Starlette:
         lifespan=_lifespan(guard),
     )
     app.state.guard = guard
+    app.state.payment_processor = processor
+    app.state.payment_client = payment_client
     return app
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from demo.__main__ import walkthrough
 from demo.app import create_app
@@ -17,13 +18,18 @@ EXHIBITOR_REP = {"authorization": "Bearer exhibitor-token"}
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(tmp_path / "demo.sqlite3")
+def app(tmp_path: Path) -> Iterator[Starlette]:
+    made = create_app(tmp_path / "demo.sqlite3")
+    yield made
+    made.state.guard.close()
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://demo.local"
     ) as c:
         yield c
-    app.state.guard.close()
 
 
 async def test_attendee_list_masks_cards_everywhere(client: httpx.AsyncClient) -> None:
@@ -63,8 +69,68 @@ async def test_mail_about_another_event_and_sale_are_refused(client: httpx.Async
     assert sale.status_code == 403 and sale.json()["refused"] == "forbidden"
 
 
+async def test_lead_exports_leave_disclosure_records(client: httpx.AsyncClient) -> None:
+    leads = f"/events/{EVENT}/exhibitors/{EXHIBITOR}/leads"
+    await client.post(
+        f"/events/{EVENT}/exhibitors/{EXHIBITOR}/consent",
+        headers={"authorization": "Bearer att-2-token"},
+    )
+    export = (await client.get(leads, headers=EXHIBITOR_REP)).json()
+    assert export["left_out"] == {"consent_missing": 2}
+    assert export["withheld"] == ["user.financial.credit_card"]
+
+    log = await client.get(f"/disclosures?recipient={EXHIBITOR}", headers=ORGANIZER)
+    (record,) = log.json()["disclosures"]
+    assert record["subject"] == "att-2" and record["basis"] == "consent"
+    assert record["batch"] == export["batch"] and record["consent_id"]
+    assert not any("financial" in c for c in record["categories"])
+    assert "lukas" not in log.text.lower()  # the log holds no personal value
+
+    unknown = await client.get(f"/events/{EVENT}/exhibitors/initech/leads", headers=EXHIBITOR_REP)
+    assert unknown.status_code == 404
+
+
+async def test_a_ticket_payment_sends_the_card_only_to_the_payment_processor(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    r = await client.post(
+        f"/events/{EVENT}/tickets", headers={"authorization": "Bearer att-1-token"}
+    )
+    assert r.status_code == 200 and r.json()["charge"]["status"] == "succeeded"
+    (charge,) = app.state.payment_processor.received
+    assert charge["card_number"] == "4111 1111 1111 1111"  # unmasked, to the processor only
+    assert "4111 1111 1111 1111" not in r.text
+    log = (await client.get("/disclosures?subject=att-1", headers=ORGANIZER)).json()
+    (record,) = log["disclosures"]
+    assert record["recipient"] == "demopay" and record["recipient_kind"] == "payment_processor"
+    assert record["channel"] == "http" and record["basis"] == "contract"
+    assert "user.financial.credit_card" in record["categories"]
+
+
+async def test_the_attendee_list_never_reaches_an_unregistered_tracker(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(f"/events/{EVENT}/tracker", headers=ORGANIZER)
+    assert r.status_code == 403
+    assert r.json() == {
+        "blocked": "unregistered_recipient",
+        "host": "tracker.example",
+        "requests_sent": 0,
+    }
+
+
+async def test_only_the_operator_reads_the_disclosure_log(client: httpx.AsyncClient) -> None:
+    assert (
+        await client.get("/disclosures?subject=att-1", headers=EXHIBITOR_REP)
+    ).status_code == 403
+    assert (await client.get("/disclosures", headers=ORGANIZER)).status_code == 400
+    assert (await client.get("/disclosures?subject=nobody", headers=ORGANIZER)).status_code == 404
+
+
 async def test_walkthrough_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     await walkthrough(tmp_path / "walk.sqlite3")
     out = capsys.readouterr().out
     assert "11. Selling the attendee list" in out
     assert "4111 1111 1111 1111" not in out
+    assert "15. att-1 asks who got their data" in out
+    assert "demopay (payment_processor)" in out

@@ -24,9 +24,9 @@ from privguard._subject import Scope, Source
 if TYPE_CHECKING:
     from conftest import RecordFactory
 
-from conftest import T0
-
 ALICE = ("tenant-a", "customer", "user-1")
+#: A fixed instant for tests that place records in time themselves.
+T0 = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
 WITHDRAW = ConsentAction.WITHDRAW
 
 

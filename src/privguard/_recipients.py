@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -133,9 +133,9 @@ class Recipient:
 
     name: str
     kind: RecipientKind
-    hosts: tuple[str, ...] = ()
-    purposes: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
+    hosts: Sequence[str] = ()  # each stored as a tuple
+    purposes: Sequence[str] = ()
+    categories: Sequence[str] = ()
     agreement: str | None = None
     scope: Scope = EMPTY_SCOPE
     patterns: tuple[HostPattern, ...] = field(init=False, repr=False, compare=False)
