@@ -73,7 +73,7 @@ def expired(r: httpx.Response) -> dict[str, list[str]]:
     return out
 
 
-async def test_every_analytics_cookie_is_expired_for_host_and_parent_domains() -> None:
+async def test_c23_every_analytics_cookie_is_expired_for_host_and_parent_domains() -> None:
     r = await get(make_app(cookie_domains=[".shop.example"]))
     got = expired(r)
     assert set(got) == set(ANALYTICS)
@@ -91,7 +91,7 @@ async def test_without_parent_domains_and_on_plain_http() -> None:
     assert not any("Secure" in v for v in set_cookies(r) if "Max-Age=0; Expires" in v)
 
 
-async def test_the_app_does_not_set_an_analytics_cookie_for_an_opted_out_person() -> None:
+async def test_c23_the_app_does_not_set_an_analytics_cookie_for_an_opted_out_person() -> None:
     r = await get(make_app())
     values = set_cookies(r)
     assert not any(v.startswith("_ga=GA1.2.999.111") for v in values)

@@ -320,7 +320,7 @@ async def post(
         pytest.param([("DNT", "1")], None, {"honor_dnt": True}, False, id="dnt-configured"),
     ],
 )
-async def test_zero_hits_for_an_opted_out_person(
+async def test_c22_zero_hits_for_an_opted_out_person(
     guard: Privguard,
     network: respx.MockRouter,
     headers: list[tuple[str, str]],
@@ -355,7 +355,7 @@ async def test_zero_hits_for_an_opted_out_person(
         pytest.param([("authorization", "Bearer alice")], None, id="signed-in"),
     ],
 )
-async def test_hits_without_personal_data_for_everyone_else(
+async def test_c21_hits_without_personal_data_for_everyone_else(
     guard: Privguard,
     network: respx.MockRouter,
     headers: list[tuple[str, str]],

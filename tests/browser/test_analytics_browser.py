@@ -291,7 +291,7 @@ def test_a_visitor_who_did_not_opt_out_is_tracked(visit: Callable[..., Visit], s
     assert "_ga" in {c["name"] for c in v.page.context.cookies()}
 
 
-def test_gpc_visitor_sends_nothing_to_any_collector(
+def test_c22_gpc_visitor_sends_nothing_to_any_collector(
     visit: Callable[..., Visit], shop: Shop, gpc_browser: Any
 ) -> None:
     v = visit(using=gpc_browser)
