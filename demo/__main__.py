@@ -36,6 +36,18 @@ def _show(title: str, response: httpx.Response, note: str) -> None:
     print(f"  {note}")
 
 
+def _show_page(title: str, response: httpx.Response, note: str) -> None:
+    """An HTML page, each line cut to fit."""
+    print(f"\n{BOLD}{title}{RESET}")
+    print(
+        f"  {response.request.method} {response.request.url.path}  ->  "
+        f"{GREEN}{response.status_code}{RESET} {response.headers.get('content-type', '')}"
+    )
+    for line in response.text.strip().splitlines()[:24]:
+        print(f"  {DIM}|{RESET} {line[:96]}{'...' if len(line) > 96 else ''}")
+    print(f"  {note}")
+
+
 def _show_log(title: str, response: httpx.Response, note: str) -> None:
     """A disclosure log, one line per record."""
     print(f"\n{BOLD}{title}{RESET}")
@@ -152,6 +164,50 @@ async def walkthrough(db_path: Path) -> None:
             "The exhibitor (with consent) and the payment processor (the contract).",
         )
 
+        gpc = {"sec-gpc": "1"}
+        r = await client.get("/analytics-demo", headers=gpc)
+        _show_page(
+            "16. A visitor whose browser sends Global Privacy Control opens a page with a GA tag",
+            r,
+            "privguard's opt-out script comes first in <head> (ga-disable, Consent Mode "
+            "denied), gtag.js is gone, and a second Content-Security-Policy leaves Google "
+            f"out: {r.headers.get_list('content-security-policy')[-1][:60]}... (C22)",
+        )
+
+        r = await client.post(f"/events/{EVENT}/pageview", headers=gpc)
+        _show(
+            "17. The server reports a page view to Google Analytics for that visitor",
+            r,
+            "Not sent: GPC is an opt-out, server-side too (C22).",
+        )
+
+        r = await client.post(f"/events/{EVENT}/pageview", headers=as_("att-1-token"))
+        sent = app.state.analytics_collector.received[-1]
+        _show(
+            "18. The same page view for att-1, who did not opt out",
+            r,
+            "Sent, without the e-mail address in the URL and title; the user id is a "
+            "keyed pseudonym (C21). What Google received:",
+        )
+        print(f"  {DIM}|{RESET} {json.dumps(sent)}")
+
+        r = await client.post(
+            "/privacy/analytics/opt-out", headers=as_("att-1-token"), data={"next": "/me"}
+        )
+        _show(
+            "19. att-1 opts out of analytics: a plain form, no token needed",
+            r,
+            "An objection in the consent ledger (it follows att-1 to every device) and an "
+            "opt-out cookie.",
+        )
+        client.cookies.clear()  # another device: no opt-out cookie
+        r = await client.post(f"/events/{EVENT}/pageview", headers=as_("att-1-token"))
+        _show(
+            "20. att-1's next page view, on another device (no cookie)",
+            r,
+            "Not sent: the stored objection holds (C22).",
+        )
+
     app.state.guard.close()
 
 
@@ -174,6 +230,10 @@ def main() -> None:
     print(
         "  try: curl -H 'authorization: Bearer organizer-token' "
         f"http://127.0.0.1:{args.port}/events/{EVENT}/attendees"
+    )
+    print(
+        f"  and open http://127.0.0.1:{args.port}/analytics-demo in a browser with and "
+        "without Global Privacy Control"
     )
     uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
 

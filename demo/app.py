@@ -1,12 +1,14 @@
 """A sample event platform guarded by privguard.
 
 Organisers list their attendees, attendees consent to exhibitors, exhibitors export
-their leads, attendees pay for tickets through a payment processor, and the platform
-refuses what the policy forbids. Every disclosure (a lead export, a payment) leaves a
-record the operator can list. Authentication is a toy (bearer tokens from a fixed table)
-standing in for the host's real one: privguard only reads the user that authentication
-put in the ASGI scope. The payment processor is a stand-in: a small ASGI app reached
-through httpx, as a real one would be over the network.
+their leads, attendees pay for tickets through a payment processor, analytics run
+without personal data and stop for whoever opts out (or sends Global Privacy Control),
+and the platform refuses what the policy forbids. Every disclosure (a lead export, a
+payment) leaves a record the operator can list. Authentication is a toy (bearer tokens
+from a fixed table) standing in for the host's real one: privguard only reads the user
+that authentication put in the ASGI scope. The payment processor and Google Analytics
+are stand-ins: small ASGI apps reached through httpx, as the real ones would be over
+the network.
 """
 
 from __future__ import annotations
@@ -24,26 +26,36 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from privguard import (
+    AnalyticsConfig,
+    AnalyticsGuardTransport,
+    AnalyticsOptOutMiddleware,
+    AnalyticsScrubRules,
     AsyncGuardedTransport,
     DisclosureBlocked,
     DisclosureRecord,
     Evidence,
+    Key,
+    Keyring,
     PathScope,
     PolicyError,
     PrivacyMiddleware,
     Privguard,
     Provenance,
+    Pseudonymizer,
     PurposeDenied,
     Recipient,
     Redactor,
     Source,
     Subject,
+    analytics_app,
+    current_analytics,
     current_context,
+    gpc_endpoint,
     privacy,
     requires,
 )
@@ -136,6 +148,45 @@ class PaymentProcessor:
         number = str(charge.get("card_number", "")).replace(" ", "")
         body = {"id": f"ch_{next(self._ids)}", "status": "succeeded", "card_last4": number[-4:]}
         await JSONResponse(body)(scope, receive, send)
+
+
+# -- analytics (C21-C23) ------------------------------------------------------------------------
+MEASUREMENT_ID = "G-DEMO12345"
+GA_COLLECT = (
+    "https://www.google-analytics.com/mp/collect"
+    f"?measurement_id={MEASUREMENT_ID}&api_secret=demo-secret"
+)
+
+#: The analytics opt-out: GPC counts, the demo runs on plain HTTP (so no Secure cookies).
+ANALYTICS = AnalyticsConfig(
+    measurement_ids=[MEASUREMENT_ID],
+    subject_resolver=subject_of,
+    cookie_secure=False,
+)
+
+ANALYTICS_PAGE = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>DevCon 2026</title>
+<script async src="https://www.googletagmanager.com/gtag/js?id={MEASUREMENT_ID}"></script>
+<script>window.dataLayer=window.dataLayer||[];function gtag(){{dataLayer.push(arguments)}}
+gtag('js',new Date());gtag('config','{MEASUREMENT_ID}');</script>
+</head><body><h1>DevCon 2026</h1>
+<form method="post" action="/privacy/analytics/opt-out">
+<input type="hidden" name="next" value="/analytics-demo">
+<button>Opt out of analytics</button></form>
+</body></html>
+"""
+
+
+@dataclass
+class AnalyticsCollector:
+    """A stand-in for Google Analytics' Measurement Protocol: it keeps what it received."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        self.received.append(await request.json())
+        await Response(status_code=204)(scope, receive, send)
 
 
 # -- the guard ------------------------------------------------------------------------------
@@ -347,6 +398,48 @@ async def mail(request: Request) -> JSONResponse:
 
 
 @privacy(P.SERVICE, categories=[], redact=False)
+async def analytics_demo(request: Request) -> HTMLResponse:
+    """A page with a Google Analytics tag. For an opted-out visitor privguard puts its
+    opt-out script first in <head>, removes gtag.js and adds a CSP without Google (C22)."""
+    return HTMLResponse(ANALYTICS_PAGE)
+
+
+@privacy(P.SERVICE, categories=[], redact=False)
+async def pageview(request: Request) -> JSONResponse:
+    """The server reports a page view to Google Analytics, carelessly: the user id and a
+    URL with the attendee's e-mail in it. privguard sends nothing for an opted-out person
+    (C22) and strips the personal data for everyone else (C21)."""
+    user: User | None = request.scope.get("user")
+    email = next((a["email"] for a in ATTENDEES if user and a["id"] == user.subject.id), "")
+    hit = {
+        "client_id": "555.1",
+        "user_id": user.subject.id if user else None,
+        "events": [
+            {
+                "name": "page_view",
+                "params": {
+                    "page_location": f"https://demo.local/events/{EVENT}?email={email}",
+                    "page_title": f"Your ticket, {email}",
+                },
+            }
+        ],
+    }
+    collector: AnalyticsCollector = request.app.state.analytics_collector
+    before = len(collector.received)
+    async with request.app.state.analytics_client() as client:
+        r = await client.post(GA_COLLECT, json=hit)
+    status = current_analytics()
+    return JSONResponse(
+        {
+            "opted_out": status.opted_out if status else False,
+            "signal": status.signal.value if status and status.signal else None,
+            "hits_sent": len(collector.received) - before,
+            "blocked": r.headers.get("x-privguard-analytics") == "blocked",
+        }
+    )
+
+
+@privacy(P.SERVICE, categories=[], redact=False)
 async def whoami(request: Request) -> JSONResponse:
     ctx = current_context()
     return JSONResponse({"subject": ctx.subject.id if ctx and ctx.subject else None})
@@ -376,9 +469,28 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> Starlette:
         )
         return httpx.AsyncClient(transport=transport)
 
+    collector = AnalyticsCollector()
+    # Keyed pseudonyms for the user ids analytics may see (a demo key, made per run).
+    pseudonyms = Pseudonymizer(
+        Keyring([Key("demo-analytics", os.urandom(32))], primary="demo-analytics")
+    )
+
+    def analytics_client() -> httpx.AsyncClient:
+        # Server-side analytics go through AnalyticsGuardTransport (C21, C22).
+        transport = AnalyticsGuardTransport(
+            httpx.ASGITransport(app=collector.app),
+            guard=guard,
+            rules=AnalyticsScrubRules(pseudonymizer=pseudonyms),
+        )
+        return httpx.AsyncClient(transport=transport)
+
     app = Starlette(
         routes=[
             Route("/me", whoami),
+            Route("/analytics-demo", analytics_demo),
+            Route("/events/{event_id}/pageview", pageview, methods=["POST"]),
+            Route("/.well-known/gpc.json", gpc_endpoint(ANALYTICS)),
+            Mount("/privacy/analytics", app=analytics_app(guard, ANALYTICS)),
             Route("/events/{event_id}/attendees", attendees),
             Route("/events/{event_id}/chat", chat),
             Route(
@@ -395,6 +507,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> Starlette:
         ],
         middleware=[
             Middleware(BearerAuth),
+            # After authentication (it reads the user), before PrivacyMiddleware.
+            Middleware(AnalyticsOptOutMiddleware, guard=guard, config=ANALYTICS),
             Middleware(PrivacyMiddleware, guard=guard, subject_resolver=subject_of),
         ],
         lifespan=_lifespan(guard),
@@ -402,6 +516,8 @@ def create_app(db_path: str | os.PathLike[str] | None = None) -> Starlette:
     app.state.guard = guard
     app.state.payment_processor = processor
     app.state.payment_client = payment_client
+    app.state.analytics_collector = collector
+    app.state.analytics_client = analytics_client
     return app
 
 

@@ -127,6 +127,38 @@ async def test_only_the_operator_reads_the_disclosure_log(client: httpx.AsyncCli
     assert (await client.get("/disclosures?subject=nobody", headers=ORGANIZER)).status_code == 404
 
 
+async def test_analytics_opt_out_holds_in_the_page_and_on_the_server(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    gpc = {"sec-gpc": "1"}
+    page = await client.get("/analytics-demo", headers=gpc)
+    assert "googletagmanager.com/gtag/js" not in page.text
+    assert page.text.index("_gaUserPrefs") < page.text.index("gtag('config'")
+    assert "google" not in page.headers["content-security-policy"]
+    tracked = await client.get("/analytics-demo")
+    assert "googletagmanager.com/gtag/js" in tracked.text  # nothing changes for the others
+    assert (await client.get("/.well-known/gpc.json")).json()["gpc"] is True
+
+    collector = app.state.analytics_collector
+    r = await client.post(f"/events/{EVENT}/pageview", headers=gpc)
+    assert (r.json()["hits_sent"], r.json()["signal"]) == (0, "gpc")
+    assert collector.received == []
+
+    att1 = {"authorization": "Bearer att-1-token"}
+    r = await client.post(f"/events/{EVENT}/pageview", headers=att1)
+    assert r.json()["hits_sent"] == 1
+    (sent,) = collector.received
+    assert "jane.doe@example.com" not in str(sent) and "att-1" not in str(sent)
+    assert sent["user_id"].startswith("pg1.h.")
+
+    r = await client.post("/privacy/analytics/opt-out", headers=att1)
+    assert r.json()["opted_out"] is True
+    client.cookies.clear()  # the objection is stored: it holds without the cookie
+    r = await client.post(f"/events/{EVENT}/pageview", headers=att1)
+    assert (r.json()["hits_sent"], r.json()["signal"]) == (0, "stored")
+    assert len(collector.received) == 1
+
+
 async def test_walkthrough_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     await walkthrough(tmp_path / "walk.sqlite3")
     out = capsys.readouterr().out
@@ -134,3 +166,4 @@ async def test_walkthrough_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "4111 1111 1111 1111" not in out
     assert "15. att-1 asks who got their data" in out
     assert "demopay (payment_processor)" in out
+    assert "20. att-1's next page view" in out
