@@ -123,7 +123,15 @@ def _build_card_prefix_table() -> dict[str, frozenset[int]]:
 
 
 _CARD_LENGTHS_BY_PREFIX: Final = _build_card_prefix_table()
-_CARD_SEPS: Final = frozenset((" ", "-"))
+_CARD_SEPS: Final = frozenset((" ", "-"))  # inside a printed card number
+
+
+def _card_boundary(sep: str) -> bool:
+    """Whether a separator between digit groups may end one number and begin the next:
+    anything but a decimal point or a slash (decimals, versions, dates, paths)."""
+    return "." not in sep and "/" not in sep
+
+
 _CARD_SPECIAL_LAYOUTS: Final = frozenset(((4, 6, 5), (4, 6, 4), (4, 5, 6)))
 
 
@@ -176,6 +184,14 @@ _DATE_SHAPES: Final = re.compile(
     """,
     re.VERBOSE,
 )
+# A national number never opens with a year and a month, or a day, a month and a year.
+_DATE_OPENING: Final = re.compile(
+    r"""
+      (?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])(?!\d)
+    | (?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:19|20)?\d\d(?!\d)
+    """,
+    re.VERBOSE,
+)
 _NON_DIGITS: Final = re.compile(r"\D")
 # Words right before a bare digit run that make it an identifier, not a phone number.
 _ID_CONTEXT: Final = re.compile(
@@ -199,8 +215,10 @@ _LOCAL_MAX: Final = 64
 # Matched on the reversed text before "@": local parts run leftwards from the "@".
 _LOCAL_REV: Final = re.compile(r"[\w.+'\-]{1,64}")
 _LABEL: Final = r"[^\W_](?:[\w\-]{0,61}[^\W_])?"
+# The top-level domain ends where its letters end: "jane@example.com-x" still holds an
+# address, and rejecting the whole would let it through.
 _DOMAIN: Final = re.compile(
-    rf"(?:{_LABEL}\.){{1,10}}(?P<tld>[^\W\d_]{{2,63}}|[Xx][Nn]--[A-Za-z0-9\-]{{1,59}})(?![\w\-])"
+    rf"(?:{_LABEL}\.){{1,10}}(?P<tld>[Xx][Nn]--[A-Za-z0-9\-]{{1,59}}|[^\W\d_]{{2,63}})"
 )
 _DOMAIN_TAIL: Final = re.compile(r"[\w.\-]*\Z")
 # File extensions that are not top-level domains: "logo@2x.png" is a file name.
@@ -358,21 +376,35 @@ class TextScanner:
     # e-mail
 
     def _emails(self, text: str, floor: int, out: list[Finding]) -> None:
+        # From the start of the text, not from floor: the previous address decides
+        # where the next one's local part may begin.
         find = text.find
-        at = find("@", floor)
+        last: Finding | None = None
+        at = find("@")
         while at >= 0:
             nxt = at + 1
-            if at > floor:
-                before = text[max(0, at - _LOCAL_MAX) : at]
-                local = _LOCAL_REV.match(before[::-1])
-                dom = _DOMAIN.match(text, nxt) if local else None
-                if local and dom and dom.group("tld").lower() not in _NOT_TLDS:
-                    start = at - local.end()
-                    while start < at and text[start] in ".'":
-                        start += 1
-                    if start >= floor and start < at and any(c.isalnum() for c in text[start:at]):
-                        out.append(Finding("email", Categories.EMAIL, start, dom.end()))
-                        nxt = dom.end()
+            local = _LOCAL_REV.match(text[max(0, at - _LOCAL_MAX) : at][::-1]) if at else None
+            dom = _DOMAIN.match(text, nxt) if local else None
+            if local and dom and dom.group("tld").lower() not in _NOT_TLDS:
+                # Never reach back into the previous address, nor before floor: text
+                # there is decided (a stream released it), and where it held an address
+                # that one ended right there.
+                start = max(at - local.end(), last.end if last is not None else 0, floor)
+                while start < at and text[start] in ".'":
+                    start += 1
+                found: Finding | None = None
+                if start < at and any(c.isalnum() for c in text[start:at]):
+                    found = Finding("email", Categories.EMAIL, start, dom.end())
+                elif last is not None and last.end == at:
+                    # "jane@example.comfoo@bar.com": glued on, it extends the address
+                    found = Finding("email", Categories.EMAIL, last.start, dom.end())
+                    if out and out[-1] is last:
+                        out.pop()
+                if found is not None:
+                    if found.start >= floor:
+                        out.append(found)
+                    last = found
+                    nxt = dom.end()
             at = find("@", nxt)
 
     # IBANs, cards and phones: everything that starts at a digit
@@ -380,7 +412,7 @@ class TextScanner:
     def _digits(self, text: str, floor: int, out: list[Finding], first_only: bool) -> None:
         numbers = self._card or self._phone
         iban_done = floor
-        for m in _DIGIT_SCAN.finditer(text, max(0, floor - 2)):
+        for m in _DIGIT_SCAN.finditer(text):  # from the start: runs reach back past floor
             s, e = m.span()
             if e <= floor:
                 continue
@@ -393,15 +425,22 @@ class TextScanner:
                         iban_done = end
                         if first_only:
                             return
-                        continue
+            # Numbers are read over the whole stretch, IBAN or not, so that how a run
+            # splits never depends on what was found before; overlaps are resolved later.
             if not numbers or e - s < 7:
                 continue
-            stretch = text[s:e]
-            if stretch.isdigit():
+            # Decisions are made per run, never per stretch: a stretch can grow past the
+            # point where a stream has to decide on its runs.
+            if text[s:e].isdigit():
                 self._contiguous(text, s, e, floor, out)
-            elif not _never_card_or_phone(stretch):
+            else:
                 for run in _NUM_RUN.finditer(text, s, e):
-                    self._run(text, run.start(), run.end(), floor, out)
+                    rs, rend = run.span()
+                    chars = text[rs:rend]
+                    if chars.isdigit():
+                        self._contiguous(text, rs, rend, floor, out)
+                    elif not _never_card_or_phone(chars):
+                        self._run(text, rs, rend, floor, out)
             if first_only and out:
                 return
 
@@ -467,7 +506,7 @@ class TextScanner:
         n = len(starts)
         last = n - 1
         while i < n:
-            if (i == 0 and left_ok) or (i > 0 and text[ends[i - 1] : starts[i]] in _CARD_SEPS):
+            if (i == 0 and left_ok) or (i > 0 and _card_boundary(text[ends[i - 1] : starts[i]])):
                 found = self._card_window(text, starts, ends, i, last, right_ok)
                 if found is not None:
                     out.append(Finding("card", Categories.CARD, starts[i], ends[found]))
@@ -496,7 +535,7 @@ class TextScanner:
             if j == last:
                 if not right_ok:
                     continue
-            elif text[ends[j] : starts[j + 1]] not in _CARD_SEPS:
+            elif not _card_boundary(text[ends[j] : starts[j + 1]]):
                 continue
             layout = tuple(ends[k] - starts[k] for k in range(i, j + 1))
             if not _card_layout_ok(layout):
@@ -540,6 +579,8 @@ class TextScanner:
         """Where a phone number starting at group ``i`` begins (with its ``+`` or ``(``),
         or None when group ``i`` cannot begin one."""
         if i > 0:
+            if i == 1 and rs > 0 and text[rs - 1] == "+":
+                return None  # "+0 123 …": the "+" binds the groups after the code
             sep = text[ends[i - 1] : starts[i]]
             if sep == " ":
                 return starts[i]
@@ -629,7 +670,7 @@ class TextScanner:
                 return False
             if any(len(g) > 8 for g in groups):
                 return False
-            if not intl and shape.group("area2") is None and _DATE_SHAPES.fullmatch(rest):
+            if not intl and shape.group("area2") is None and _DATE_OPENING.match(rest):
                 return False
         digits = _ascii_digits(_NON_DIGITS.sub("", window))
         if not intl and digits.startswith("00") and len(digits) >= 10:
@@ -891,21 +932,21 @@ def _ambiguous_chain(text: str, starts: list[int], ends: list[int], i: int, j: i
     return j < last and sep(j) == " " and continues(j + 1, j + 1 if j + 1 < last else None)
 
 
-def _never_card_or_phone(stretch: str) -> bool:
-    """Cheap verdicts on common digit stretches that hold neither a card nor a phone
-    number: decimals, versions, IP addresses, dates. Only sure cases: the rest goes on to
-    the full checks."""
-    if "." in stretch and not any(c in stretch for c in " -/()"):
-        groups = stretch.split(".")
+def _never_card_or_phone(run: str) -> bool:
+    """Cheap verdicts on common runs that hold neither a card nor a phone number:
+    decimals, versions, IP addresses, dates. Only sure cases: the rest goes on to the
+    full checks."""
+    if "." in run and not any(c in run for c in " -/()"):
+        groups = run.split(".")
         return (
             len(groups) < 3
             or any(len(g) > 4 for g in groups)
             or (len(groups) == 4 and all(len(g) <= 3 for g in groups))
-            or _DATE_SHAPES.fullmatch(stretch) is not None
+            or _DATE_SHAPES.fullmatch(run) is not None
         )
-    if "/" in stretch and not any(c in stretch for c in " -.()"):
-        return stretch.count("/") > 1
-    return _DATE_SHAPES.fullmatch(stretch) is not None
+    if "/" in run and not any(c in run for c in " -.()"):
+        return run.count("/") > 1
+    return _DATE_SHAPES.fullmatch(run) is not None
 
 
 def _iban_at(text: str, start: int) -> int | None:

@@ -1,0 +1,277 @@
+"""Stream redactors: chunked text, bytes and lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from privguard import PolicyError, RedactionError, UnparseableBody
+from privguard._detection import DEFAULT_SCANNER, Finding, TextScanner
+from privguard._streams import (
+    MIN_LOOKBEHIND,
+    ByteStreamRedactor,
+    LineStreamRedactor,
+    TextRedactor,
+    TextStreamRedactor,
+)
+
+
+def label(finding: Finding, matched: str) -> str:
+    return f"[{finding.kind.upper()}]"
+
+
+def stream(chunks: list[str], **kwargs: int) -> tuple[str, list[str]]:
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label, **kwargs)
+    outputs = [redactor.feed(c) for c in chunks]
+    outputs.append(redactor.finish())
+    return "".join(outputs), outputs
+
+
+def every_split(text: str) -> list[list[str]]:
+    return [[text[:i], text[i:]] for i in range(len(text) + 1)]
+
+
+def test_email_split_across_two_chunks_is_one_finding() -> None:
+    """BerriAI/litellm#31503: the first chunk must not leak "jane."."""
+    out, outputs = stream(["Contact jane.", "doe@example.com"])
+    assert out == "Contact [EMAIL]"
+    assert "jane" not in outputs[0]
+
+
+TEXTS = [
+    "Contact jane.doe@example.com now",
+    "my card is 4111 1111 1111 1111, exp 12/27",
+    "call +1 (415) 555-0132 or 415-555-0132 today",
+    "IBAN DE89 3704 0044 0532 0130 00 please",
+    "4012888888881881 4012-8888-8888-1881 4012 8888 8888 1881",
+    "order #4155550132 and ticket 73920184 at 2026-11-26T14:03:55Z",
+    "Amex 3782 822463 10005.",
+    "用户@例子.广告 and josé@bücher.de",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_any_two_chunk_split_gives_the_one_shot_result(text: str) -> None:
+    expected = DEFAULT_SCANNER.redact(text, label)
+    for chunks in every_split(text):
+        assert stream(chunks)[0] == expected, chunks
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_one_character_chunks_give_the_one_shot_result(text: str) -> None:
+    assert stream(list(text))[0] == DEFAULT_SCANNER.redact(text, label)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_no_released_prefix_holds_a_piece_of_personal_data(text: str) -> None:
+    """Whatever was released so far must be a prefix of the final output: nothing
+    released is taken back, so nothing unredacted ever went out."""
+    final = DEFAULT_SCANNER.redact(text, label)
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label)
+    released = ""
+    for c in text:
+        released += redactor.feed(c)
+        assert final.startswith(released)
+    assert released + redactor.finish() == final
+
+
+def test_card_digits_are_held_until_the_number_is_decided() -> None:
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label)
+    assert redactor.feed("pay 4111 1111") == "pay "
+    assert redactor.feed(" 1111 1111") == ""
+    assert redactor.feed(" thanks") == "[CARD] "  # "thanks" may be a local part
+    assert redactor.finish() == "thanks"
+
+
+def test_held_text_stays_within_the_lookbehind() -> None:
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label, lookbehind=MIN_LOOKBEHIND)
+    text = ("word " * 50 + "x" * 300 + " 1 2 3 4 5 6 7 8 9 " * 20 + "a@" + "b" * 300) * 2
+    for c in text:
+        redactor.feed(c)
+        assert redactor.held <= MIN_LOOKBEHIND
+    redactor.finish()
+
+
+def test_long_local_part_is_held_only_for_64_characters() -> None:
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label)
+    redactor.feed("x" * 500)
+    assert redactor.held == 64
+
+
+def test_an_address_outgrowing_the_lookbehind_fails_closed() -> None:
+    """The address is redacted as seen and the rest of its domain is dropped."""
+    local = "jane.doe"
+    domain = "sub." * 40 + "example.com"
+    text = f"hi {local}@{domain} bye"
+    out, _outputs = stream([text[:60], text[60:120], text[120:]], lookbehind=MIN_LOOKBEHIND)
+    assert local not in out
+    assert "example" not in out
+    assert out == "hi [EMAIL] bye"
+
+
+def test_offsets_handed_to_replace_are_stream_offsets() -> None:
+    text = "a " * 100 + "jane@example.com and 4111111111111111"
+    seen: list[tuple[int, int]] = []
+
+    def replace(finding: Finding, matched: str) -> str:
+        seen.append((finding.start, finding.end))
+        assert text[finding.start : finding.end] == matched
+        return "x"
+
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, replace)
+    for i in range(0, len(text), 7):
+        redactor.feed(text[i : i + 7])
+    redactor.finish()
+    assert seen == [(f.start, f.end) for f in DEFAULT_SCANNER.scan(text)]
+
+
+def test_scanner_kinds_limit_what_is_held() -> None:
+    cards_only = TextScanner(["card"])
+    redactor = TextStreamRedactor(cards_only, label)
+    assert redactor.feed("contact jane.doe") == "contact jane.d"  # only 2 held
+    assert redactor.feed("@example.com") + redactor.finish() == "oe@example.com"
+
+
+def test_feeding_after_finish_is_an_error() -> None:
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label)
+    redactor.feed("x")
+    assert redactor.finish() == "x"
+    assert redactor.finish() == ""
+    with pytest.raises(RedactionError):
+        redactor.feed("y")
+
+
+def test_lookbehind_below_minimum_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError):
+        TextStreamRedactor(DEFAULT_SCANNER, label, lookbehind=MIN_LOOKBEHIND - 1)
+
+
+def test_repr_shows_no_text() -> None:
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label)
+    redactor.feed("card 4111 1111 1111")
+    assert "4111" not in repr(redactor)
+
+
+def test_redactors_satisfy_the_protocol() -> None:
+    redactors: list[TextRedactor] = [
+        TextStreamRedactor(DEFAULT_SCANNER, label),
+        LineStreamRedactor(str.upper),
+    ]
+    assert all(r.finish() == "" for r in redactors)
+
+
+# --- bytes --------------------------------------------------------------------------------
+
+
+def byte_stream(chunks: list[bytes], encoding: str = "utf-8") -> bytes:
+    redactor = ByteStreamRedactor(TextStreamRedactor(DEFAULT_SCANNER, label), encoding)
+    return b"".join(redactor.feed(c) for c in chunks) + redactor.finish()
+
+
+def test_multibyte_characters_split_across_chunks() -> None:
+    text = "Grüße an 用户@例子.广告 — 4111 1111 1111 1111 ✓"
+    data = text.encode("utf-8")
+    expected = DEFAULT_SCANNER.redact(text, label).encode("utf-8")
+    assert byte_stream([data[i : i + 1] for i in range(len(data))]) == expected
+    for i in range(len(data) + 1):
+        assert byte_stream([data[:i], data[i:]]) == expected
+
+
+def test_other_encodings() -> None:
+    text = "Grüße, jane@example.com"
+    assert byte_stream([text.encode("latin-1")], "latin-1") == "Grüße, [EMAIL]".encode("latin-1")
+
+
+def test_undecodable_bytes_are_unparseable() -> None:
+    with pytest.raises(UnparseableBody):
+        byte_stream(["Grüße".encode("latin-1")])  # not UTF-8: wrong charset
+
+
+def test_truncated_character_at_the_end_is_unparseable() -> None:
+    redactor = ByteStreamRedactor(TextStreamRedactor(DEFAULT_SCANNER, label))
+    redactor.feed("ü".encode()[:1])
+    with pytest.raises(UnparseableBody):
+        redactor.finish()
+
+
+def test_unknown_encoding_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError):
+        ByteStreamRedactor(TextStreamRedactor(DEFAULT_SCANNER, label), "no-such-codec")
+
+
+def test_replacement_that_cannot_be_encoded() -> None:
+    inner = TextStreamRedactor(DEFAULT_SCANNER, lambda f, s: "✗")
+    redactor = ByteStreamRedactor(inner, "ascii")
+    redactor.feed(b"jane@example.com ")
+    with pytest.raises(RedactionError):
+        redactor.finish()
+
+
+# --- lines --------------------------------------------------------------------------------
+
+
+def redact_json_line(line: str) -> str:
+    record = json.loads(line)
+    return json.dumps({k: DEFAULT_SCANNER.redact(v, label) for k, v in record.items()})
+
+
+def test_ndjson_lines_are_redacted_whole() -> None:
+    records = [{"msg": "mail jane@example.com"}, {"msg": "card 4111111111111111"}]
+    data = "".join(json.dumps(r) + "\n" for r in records)
+    redactor = LineStreamRedactor(redact_json_line)
+    out = "".join(redactor.feed(data[i : i + 3]) for i in range(0, len(data), 3))
+    out += redactor.finish()
+    assert [json.loads(x) for x in out.splitlines()] == [
+        {"msg": "mail [EMAIL]"},
+        {"msg": "card [CARD]"},
+    ]
+
+
+def test_lines_keep_their_endings() -> None:
+    redactor = LineStreamRedactor(str.upper)
+    assert redactor.feed("a\r\nb\n\nc") == "A\r\nB\n\n"
+    assert redactor.finish() == "C"
+
+
+def test_line_handed_over_without_newline_or_carriage_return() -> None:
+    seen: list[str] = []
+
+    def record(line: str) -> str:
+        seen.append(line)
+        return line
+
+    redactor = LineStreamRedactor(record)
+    redactor.feed('{"a": 1}\r\n{"b"')
+    redactor.feed(": 2}\n")
+    assert seen == ['{"a": 1}', '{"b": 2}']
+
+
+def test_overlong_line_is_unparseable() -> None:
+    redactor = LineStreamRedactor(str.upper, max_line=10)
+    redactor.feed("0123456789")
+    with pytest.raises(UnparseableBody):
+        redactor.feed("x")
+
+
+def test_overlong_complete_line_is_unparseable() -> None:
+    redactor = LineStreamRedactor(str.upper, max_line=4)
+    with pytest.raises(UnparseableBody):
+        redactor.feed("12345\n")
+
+
+def test_line_redactor_over_bytes() -> None:
+    redactor = ByteStreamRedactor(LineStreamRedactor(redact_json_line))
+    data = '{"msg": "Grüße jane@example.com"}\n'.encode()
+    out = b"".join(redactor.feed(data[i : i + 1]) for i in range(len(data)))
+    out += redactor.finish()
+    assert json.loads(out) == {"msg": "Grüße [EMAIL]"}
+
+
+def test_line_redactor_configuration_and_finish() -> None:
+    with pytest.raises(PolicyError):
+        LineStreamRedactor(str.upper, max_line=0)
+    redactor = LineStreamRedactor(str.upper)
+    assert redactor.finish() == ""
+    with pytest.raises(RedactionError):
+        redactor.feed("x")
