@@ -28,10 +28,12 @@ from privguard import (
     Personal,
     PolicyError,
     Privguard,
+    Provenance,
     Purposes,
     Recipient,
     RecipientKind,
     Scope,
+    Source,
     SQLiteStore,
     Store,
     StoreUnavailable,
@@ -686,3 +688,56 @@ def test_records_are_disclosure_records(guard: Privguard) -> None:
     guard.disclose([(contact(1), lead(1))], to=MAILER, purpose=P.SERVICE)
     (record,) = guard.disclosures.for_recipient("mailer")
     assert isinstance(record, DisclosureRecord)
+
+
+def test_pydantic_models_with_personal_annotations(guard: Privguard) -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Lead(pydantic.BaseModel):  # type: ignore[name-defined,misc]
+        badge: Annotated[str, Personal(C.NAME)]
+        email: str
+        allergy: Annotated[str, Personal(C.DIETARY)]
+
+    result = guard.disclose(
+        [(contact(1), Lead(badge="Ann", email="ann@example.com", allergy="nuts"))],
+        to=MAILER,
+        purpose=P.SERVICE,
+    )
+    assert result.records == ({"badge": "Ann", "email": "ann@example.com"},)
+    assert result.withheld == {C.DIETARY: 1}
+
+
+def test_c16_provenance_of_each_record_is_checked(guard: Privguard) -> None:
+    """C16: referral contacts "used only for the specific reason they were provided": a
+    record bound to another purpose is dropped, with its reason."""
+    referral = Provenance(P.MARKETING_EMAIL, Source.REFERRAL, bound=True)
+    rows = [(contact(1), {"email": "a@example.com", "referred": True}), (contact(2), lead(2))]
+    result = guard.disclose(
+        rows,
+        to=MAILER,
+        purpose=P.SERVICE,
+        provenance_of=lambda record: referral if record.get("referred") else None,
+    )
+    assert result.subjects == (contact(2),)
+    assert result.dropped == {"purpose_bound": 1}
+
+
+def test_nested_records_are_reduced_at_every_depth(guard: Privguard) -> None:
+    record = {
+        "contact": {"email": "a@example.com", "phone": "+49 30 1234567"},
+        "sessions": [{"title": "Keynote", "note": "ping a@example.org"}, {"title": "Lab"}],
+        "billing": {"card_number": CARD_TEXT, "iban": "DE89 3704 0044 0532 0130 00"},
+    }
+    result = guard.disclose([(contact(1), record)], to=MAILER, purpose=P.SERVICE)
+    assert result.records == (
+        {
+            "contact": {"email": "a@example.com"},
+            "sessions": [{"title": "Keynote"}, {"title": "Lab"}],
+            "billing": {},
+        },
+    )
+    assert result.withheld == {C.PHONE: 1, C.CARD: 1, C.IBAN: 1}
+    assert result.undeclared == 1
+
+
+CARD_TEXT = "4111 1111 1111 1111"
