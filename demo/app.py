@@ -36,6 +36,7 @@ from privguard import (
     AnalyticsOptOutMiddleware,
     AnalyticsScrubRules,
     AsyncGuardedTransport,
+    ConsentMethod,
     DisclosureBlocked,
     DisclosureRecord,
     Evidence,
@@ -238,7 +239,9 @@ async def consent(request: Request) -> JSONResponse:
     booth = ConsentScope(
         event=request.path_params["event_id"], exhibitor=request.path_params["exhibitor"]
     )
-    evidence = Evidence("form", actor=user.subject.id, notice_version=guard.policy.version)
+    evidence = Evidence(
+        ConsentMethod.FORM, actor=user.subject.id, notice_version=guard.policy.version
+    )
     if request.method == "DELETE":
         record = await guard.ledger.awithdraw(
             user.subject, P.EXHIBITOR_DISCLOSURE, scope=booth, evidence=evidence
