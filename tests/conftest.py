@@ -21,6 +21,9 @@ from privguard._records import (
 )
 from privguard._stores import MemoryStore, SQLiteStore, Store
 from privguard._subject import Scope, Source
+from tests.pg import contract_store
+
+pytest_plugins = ["tests.pg"]
 
 # -- stores ------------------------------------------------------------------------------
 
@@ -37,6 +40,7 @@ class StoreFactory:
 STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory": StoreFactory(lambda tmp: MemoryStore()),
     "sqlite": StoreFactory(lambda tmp: SQLiteStore(tmp / "privguard.db")),
+    "postgresql": StoreFactory(contract_store, marks=(pytest.mark.postgres,)),
 }
 
 

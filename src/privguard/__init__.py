@@ -85,7 +85,7 @@ from ._records import (
     Evidence,
 )
 from ._redaction import DEFAULT_KEY_NAMES, Personal, RedactionContext, Redactor
-from ._stores import MemoryStore, SQLiteStore, Store
+from ._stores import MemoryStore, PostgresStore, SQLiteStore, Store
 from ._subject import PLATFORM, Provenance, Scope, Source, Subject
 from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
 from ._telemetry import Telemetry
@@ -152,6 +152,7 @@ __all__ = [
     "Personal",
     "Policy",
     "PolicyError",
+    "PostgresStore",
     "PrivacyContext",
     "PrivacyMiddleware",
     "Privguard",

@@ -2,6 +2,7 @@
 
 from ._base import Store
 from ._memory import MemoryStore
+from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
 
-__all__ = ["MemoryStore", "SQLiteStore", "Store"]
+__all__ = ["MemoryStore", "PostgresStore", "SQLiteStore", "Store"]
