@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from ._consent import ConsentLedger
 from ._decisions import Decider, Decision
+from ._errors import PolicyError
 from ._policy import Policy
 from ._recipients import Recipient, RecipientRegistry
 from ._stores import MemoryStore, Store
@@ -21,7 +23,34 @@ if TYPE_CHECKING:
     from ._disclosures import DisclosureBatch, DisclosureResult, Disclosures
     from ._redaction import Redactor
 
-__all__ = ["Privguard"]
+__all__ = ["Privguard", "store_from_url"]
+
+_URL_HELP = "use memory:, sqlite:///PATH or postgresql://USER@HOST/DBNAME"
+
+
+def store_from_url(url: str, *, migrate: bool = True, **options: Any) -> Store:
+    """The store a URL names (see :meth:`Privguard.from_url`). Never echoes the URL."""
+    if not isinstance(url, str):
+        raise PolicyError(f"a store URL must be a string: {_URL_HELP}")
+    scheme, colon, rest = url.partition(":")
+    scheme = scheme.strip().lower()
+    if colon and scheme == "memory" and rest in ("", "//"):
+        if options:
+            raise PolicyError("the memory store takes no options")
+        return MemoryStore()
+    if colon and scheme == "sqlite":
+        if not rest.startswith("///") or len(rest) == 3:
+            raise PolicyError("a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
+        from ._stores import SQLiteStore
+
+        return SQLiteStore(unquote(rest[3:]), migrate=migrate, **options)
+    if colon and (scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+")):
+        from ._stores import PostgresStore
+
+        # "postgresql+psycopg://" (SQLAlchemy style) names the driver: libpq wants the bare
+        # scheme.
+        return PostgresStore("postgresql:" + rest, migrate=migrate, **options)
+    raise PolicyError(f"unsupported store URL: {_URL_HELP}")
 
 
 class Privguard:
@@ -76,6 +105,41 @@ class Privguard:
         from ._stores import SQLiteStore  # type: ignore[attr-defined,unused-ignore]
 
         store: Store = SQLiteStore(path)
+        return cls(
+            policy=policy,
+            store=store,
+            redactor=redactor,
+            keyring=keyring,
+            cache_ttl=cache_ttl,
+            recipients=recipients,
+            telemetry=telemetry,
+        )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        migrate: bool = True,
+        store_options: Mapping[str, Any] | None = None,
+        policy: Policy | None = None,
+        redactor: Redactor | None = None,
+        keyring: Keyring | None = None,
+        cache_ttl: float = 0.0,
+        recipients: RecipientRegistry | Iterable[Recipient] | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> Privguard:
+        """Privguard on the store one URL names, so one setting picks the store.
+
+        >>> guard = Privguard.from_url(os.environ["PRIVGUARD_STORE_URL"])  # doctest: +SKIP
+
+        ``memory:``; ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``;
+        ``postgresql://user@host:5432/dbname`` (any libpq URL; also ``postgres://``).
+        ``migrate`` brings the schema up to date first (safe with many processes; pass
+        ``False`` when a deploy step runs ``python -m privguard migrate``).
+        ``store_options`` go to the store (``schema``, pool sizes, timeouts...).
+        """
+        store = store_from_url(url, migrate=migrate, **dict(store_options or {}))
         return cls(
             policy=policy,
             store=store,

@@ -1,0 +1,5 @@
+"""``python -m privguard``: see :mod:`privguard._cli`."""
+
+from ._cli import main
+
+raise SystemExit(main())
