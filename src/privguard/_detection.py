@@ -307,7 +307,8 @@ class TextScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """All findings in ``text``, sorted by position and non-overlapping."""
-        return _resolve(self._candidates(text, 0))
+        found = self._candidates(text, 0)
+        return _resolve(found) if len(found) > 1 else found
 
     def contains(self, text: str) -> bool:
         """True when ``text`` holds any personal data this scanner detects."""
@@ -315,7 +316,8 @@ class TextScanner:
 
     def redact(self, text: str, replace: Callable[[Finding, str], str]) -> str:
         """``text`` with each finding replaced by ``replace(finding, matched_text)``."""
-        return _apply(text, self.scan(text), replace)
+        found = self.scan(text)
+        return _apply(text, found, replace) if found else text
 
     # internals shared with privguard._streams
 
@@ -411,12 +413,15 @@ class TextScanner:
 
     def _digits(self, text: str, floor: int, out: list[Finding], first_only: bool) -> None:
         numbers = self._card or self._phone
+        iban = self._iban
+        contiguous = self._contiguous
+        run = self._run
         iban_done = floor
         for m in _DIGIT_SCAN.finditer(text):  # from the start: runs reach back past floor
             s, e = m.span()
             if e <= floor:
                 continue
-            if self._iban and s >= 2 and s - 2 >= iban_done:
+            if iban and s >= 2 and s - 2 >= iban_done and text[s - 1].isalpha():
                 head = text[s - 2 : s]
                 if head.isascii() and head.isalpha():
                     end = _iban_at(text, s - 2)
@@ -432,15 +437,15 @@ class TextScanner:
             # Decisions are made per run, never per stretch: a stretch can grow past the
             # point where a stream has to decide on its runs.
             if text[s:e].isdigit():
-                self._contiguous(text, s, e, floor, out)
+                contiguous(text, s, e, floor, out)
             else:
-                for run in _NUM_RUN.finditer(text, s, e):
-                    rs, rend = run.span()
+                for r in _NUM_RUN.finditer(text, s, e):
+                    rs, rend = r.span()
                     chars = text[rs:rend]
                     if chars.isdigit():
-                        self._contiguous(text, rs, rend, floor, out)
+                        contiguous(text, rs, rend, floor, out)
                     elif not _never_card_or_phone(chars):
-                        self._run(text, rs, rend, floor, out)
+                        run(text, rs, rend, floor, out)
             if first_only and out:
                 return
 
@@ -464,11 +469,19 @@ class TextScanner:
             return
         if not self._phone:
             return
+        # No separators, so no shape to check: straight to the number itself.
         if before == "+":
-            if 8 <= size <= 15 and self._is_phone(text, s - 1, e, False):
+            if 8 <= size <= 15 and self._valid_phone_number(_ascii_digits(text[s:e]), True, False):
                 out.append(Finding("phone", Categories.PHONE, s - 1, e))
-        elif (10 <= size <= 12 or (size <= 17 and text.startswith("00", s))) and self._is_phone(
-            text, s, e, False
+        elif text.startswith("00", s):
+            if 10 <= size <= 17 and self._valid_phone_number(
+                _ascii_digits(text[s + 2 : e]), True, False
+            ):
+                out.append(Finding("phone", Categories.PHONE, s, e))
+        elif (
+            10 <= size <= 12
+            and not _ID_CONTEXT.search(text[max(0, s - _ID_CONTEXT_REACH) : s])
+            and self._valid_phone_number(_ascii_digits(text[s:e]), False, True)
         ):
             out.append(Finding("phone", Categories.PHONE, s, e))
 
@@ -479,6 +492,7 @@ class TextScanner:
         for g in _DIGIT_GROUP.finditer(text, rs, rend):
             starts.append(g.start())
             ends.append(g.end())
+        seps = [text[ends[k] : starts[k + 1]] for k in range(len(starts) - 1)]
         before = text[rs - 1] if rs else ""
         left_ok = not before.isalnum()
         right_ok = rend == len(text) or not text[rend].isalnum()
@@ -488,26 +502,30 @@ class TextScanner:
         covered: set[int] = set()
         if self._card and sum(ends[k] - starts[k] for k in range(first, len(starts))) >= 13:
             card_left_ok = left_ok and before != "+"  # "+" opens a phone number, never a card
-            self._cards_in_run(text, starts, ends, first, card_left_ok, right_ok, out, covered)
+            self._cards_in_run(
+                starts, ends, seps, first, card_left_ok, right_ok, text, out, covered
+            )
         if self._phone:
-            self._phones_in_run(text, rs, starts, ends, first, left_ok, right_ok, out, covered)
+            self._phones_in_run(
+                text, rs, starts, ends, seps, first, left_ok, right_ok, out, covered
+            )
 
     def _cards_in_run(
         self,
-        text: str,
         starts: list[int],
         ends: list[int],
+        seps: list[str],
         i: int,
         left_ok: bool,
         right_ok: bool,
+        text: str,
         out: list[Finding],
         covered: set[int],
     ) -> None:
         n = len(starts)
-        last = n - 1
         while i < n:
-            if (i == 0 and left_ok) or (i > 0 and _card_boundary(text[ends[i - 1] : starts[i]])):
-                found = self._card_window(text, starts, ends, i, last, right_ok)
+            if left_ok if i == 0 else _card_boundary(seps[i - 1]):
+                found = _card_window(text, starts, ends, seps, i, right_ok)
                 if found is not None:
                     out.append(Finding("card", Categories.CARD, starts[i], ends[found]))
                     covered.update(range(i, found + 1))
@@ -515,42 +533,13 @@ class TextScanner:
                     continue
             i += 1
 
-    @staticmethod
-    def _card_window(
-        text: str, starts: list[int], ends: list[int], i: int, last: int, right_ok: bool
-    ) -> int | None:
-        """Index of the last group of the longest card starting at group ``i``."""
-        reach: list[tuple[int, int]] = []
-        total = 0
-        for j in range(i, last + 1):
-            if j > i and text[ends[j - 1] : starts[j]] not in _CARD_SEPS:
-                break
-            total += ends[j] - starts[j]
-            if total > 19:
-                break
-            reach.append((j, total))
-        for j, total in reversed(reach):
-            if total < 13:
-                return None
-            if j == last:
-                if not right_ok:
-                    continue
-            elif not _card_boundary(text[ends[j] : starts[j + 1]]):
-                continue
-            layout = tuple(ends[k] - starts[k] for k in range(i, j + 1))
-            if not _card_layout_ok(layout):
-                continue
-            digits = _ascii_digits("".join(text[starts[k] : ends[k]] for k in range(i, j + 1)))
-            if _card_number_ok(digits):
-                return j
-        return None
-
     def _phones_in_run(
         self,
         text: str,
         rs: int,
         starts: list[int],
         ends: list[int],
+        seps: list[str],
         i: int,
         left_ok: bool,
         right_ok: bool,
@@ -558,60 +547,43 @@ class TextScanner:
         covered: set[int],
     ) -> None:
         n = len(starts)
-        last = n - 1
+        plus_lead = rs > 0 and text[rs - 1] == "+"
         while i < n:
             if i in covered:
                 i += 1
                 continue
-            wstart = self._phone_window_start(text, rs, starts, ends, i, left_ok)
+            # Where a number starting at group i begins (with its "+" or "("), if it can:
+            # at the run's start, or after a space; never right after "+CC".
+            wstart: int | None = None
+            if i == 0:
+                wstart = _run_start(text, rs, left_ok)
+            elif not (i == 1 and plus_lead):
+                sep = seps[i - 1]
+                if sep == " ":
+                    wstart = starts[i]
+                elif sep == " (":
+                    wstart = starts[i] - 1
             if wstart is not None:
-                found = self._phone_window(text, starts, ends, i, last, wstart, right_ok, covered)
+                found = self._phone_window(text, starts, ends, seps, i, wstart, right_ok, covered)
                 if found is not None:
                     out.append(Finding("phone", Categories.PHONE, wstart, ends[found]))
                     i = found + 1
                     continue
             i += 1
 
-    @staticmethod
-    def _phone_window_start(
-        text: str, rs: int, starts: list[int], ends: list[int], i: int, left_ok: bool
-    ) -> int | None:
-        """Where a phone number starting at group ``i`` begins (with its ``+`` or ``(``),
-        or None when group ``i`` cannot begin one."""
-        if i > 0:
-            if i == 1 and rs > 0 and text[rs - 1] == "+":
-                return None  # "+0 123 …": the "+" binds the groups after the code
-            sep = text[ends[i - 1] : starts[i]]
-            if sep == " ":
-                return starts[i]
-            if sep == " (":
-                return starts[i] - 1
-            return None
-        start = rs
-        if rs > 0 and text[rs - 1] in "+(":
-            start = rs - 1
-        elif not left_ok:
-            return None
-        if start > 0:
-            before = text[start - 1]
-            if before.isalnum() or before == "+":
-                return None
-            if before in "-./" and start > 1 and text[start - 2].isalnum():
-                return None  # a GUID, a path, a version: part of a longer token
-        return start
-
     def _phone_window(
         self,
         text: str,
         starts: list[int],
         ends: list[int],
+        seps: list[str],
         i: int,
-        last: int,
         wstart: int,
         right_ok: bool,
         covered: set[int],
     ) -> int | None:
         """Index of the last group of the longest phone number starting at group ``i``."""
+        last = len(starts) - 1
         top = i
         digits = ends[i] - starts[i]
         while top < last and top + 1 - i < _MAX_PHONE_GROUPS and top + 1 not in covered:
@@ -619,11 +591,21 @@ class TextScanner:
                 break
             top += 1
             digits += ends[top] - starts[top]
+        # How many digits a number may have, as written: "+" and 7-15 digits, "00" and
+        # 7-15 more, or a national number of 8-12 digits.
+        if text[wstart] == "+":
+            low, high = 7, 15
+        elif text.startswith("00", starts[i]):
+            low, high = 8, 17
+        else:
+            low, high = 8, 12
         for j in range(top, i - 1, -1):
             if j < top:
                 digits -= ends[j + 1] - starts[j + 1]
-            if digits < 7:
+            if digits < low:
                 return None
+            if digits > high:
+                continue
             end = ends[j]
             if j == last:
                 if not right_ok:
@@ -631,9 +613,10 @@ class TextScanner:
                 after = text[end : end + 2]
                 if after[:1] in ("-", "/") and len(after) == 2 and after[1].isalnum():
                     continue
-            elif text[end : starts[j + 1]] != " ":
+            elif seps[j] != " ":
                 continue
-            if self._is_phone(text, wstart, end, _ambiguous_chain(text, starts, ends, i, j)):
+            chain = " " in text[wstart:end] and _ambiguous_chain(seps, starts, ends, i, j)
+            if self._is_phone(text, wstart, end, chain):
                 return j
         return None
 
@@ -750,6 +733,7 @@ class _RegionNumbers:
 
     __slots__ = (
         "country_code",
+        "format_prefixes",
         "formats",
         "general",
         "leading",
@@ -790,15 +774,20 @@ class _RegionNumbers:
             kinds.append(kind)
         self.types = re.compile("|".join(branches)) if branches else None
         self.types_in_order = tuple(kinds)
-        self.formats = tuple(
-            (
-                re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None,
-                re.compile(f.pattern),
-                _NON_DIGITS.sub("", (f.national_prefix_formatting_rule or "").replace("\\1", "")),
-            )
-            for f in metadata.number_format
-            if f.pattern is not None
-        )
+        # format_number() takes the first format whose last leading-digits pattern
+        # matches the start and whose pattern matches the whole number; an ordered
+        # alternation of (?=leading)pattern branches picks the same one in one call.
+        format_branches: list[str] = []
+        prefixes: list[str] = []
+        for f in metadata.number_format:
+            if f.pattern is None:
+                continue
+            lead = f"(?={f.leading_digits_pattern[-1]})" if f.leading_digits_pattern else ""
+            format_branches.append(f"(?P<f{len(prefixes)}>{lead}(?:{f.pattern}))")
+            rule = (f.national_prefix_formatting_rule or "").replace("\\1", "")
+            prefixes.append(_NON_DIGITS.sub("", rule))
+        self.formats = re.compile("|".join(format_branches)) if format_branches else None
+        self.format_prefixes = tuple(prefixes)
 
     def number_type(self, nsn: str) -> int | None:
         """The number's type, or None when it is not valid (as phonenumbers'
@@ -815,10 +804,10 @@ class _RegionNumbers:
 
     def home_prefix(self, nsn: str) -> str:
         """The digits the national format writes before ``nsn`` (the trunk "0")."""
-        for leading, pattern, prefix in self.formats:
-            if (leading is None or leading.match(nsn)) and pattern.fullmatch(nsn):
-                return prefix
-        return ""
+        m = self.formats.fullmatch(nsn) if self.formats is not None else None
+        if m is None or m.lastgroup is None:
+            return ""
+        return self.format_prefixes[int(m.lastgroup[1:])]
 
 
 _PLANS: dict[str, _RegionNumbers] = {}
@@ -912,24 +901,66 @@ class _RegionRule:
         return None
 
 
-def _ambiguous_chain(text: str, starts: list[int], ends: list[int], i: int, j: int) -> bool:
+def _card_window(
+    text: str, starts: list[int], ends: list[int], seps: list[str], i: int, right_ok: bool
+) -> int | None:
+    """Index of the last group of the longest card number starting at group ``i``."""
+    last = len(starts) - 1
+    reach: list[tuple[int, int]] = []
+    total = 0
+    for j in range(i, last + 1):
+        if j > i and seps[j - 1] not in _CARD_SEPS:
+            break
+        total += ends[j] - starts[j]
+        if total > 19:
+            break
+        reach.append((j, total))
+    for j, total in reversed(reach):
+        if total < 13:
+            return None
+        if not (right_ok if j == last else _card_boundary(seps[j])):
+            continue
+        layout = tuple(ends[k] - starts[k] for k in range(i, j + 1))
+        if not _card_layout_ok(layout):
+            continue
+        digits = _ascii_digits("".join(text[starts[k] : ends[k]] for k in range(i, j + 1)))
+        if _card_number_ok(digits):
+            return j
+    return None
+
+
+def _run_start(text: str, rs: int, left_ok: bool) -> int | None:
+    """Where a phone number starting with a run's first group begins (with its "+" or
+    "("), or None when it cannot begin there."""
+    start = rs
+    if rs > 0 and text[rs - 1] in "+(":
+        start = rs - 1
+    elif not left_ok:
+        return None
+    if start > 0:
+        before = text[start - 1]
+        if before.isalnum() or before == "+":
+            return None
+        if before in "-./" and start > 1 and text[start - 2].isalnum():
+            return None  # a GUID, a path, a version: part of a longer token
+    return start
+
+
+def _ambiguous_chain(seps: list[str], starts: list[int], ends: list[int], i: int, j: int) -> bool:
     """Whether groups ``i..j`` sit inside a longer chain of space-joined groups, so that
     nothing tells where a number written with spaces would start or end: "0510 5100"
     inside "2720 1051 0510 5100". A neighbour that belongs to another token ("2026-03-01",
     joined by other separators) or a short count ("room 12", "2 times") does not count."""
     last = len(starts) - 1
 
-    def sep(k: int) -> str:  # the separator after group k
-        return text[ends[k] : starts[k + 1]]
-
     def continues(k: int, further: int | None) -> bool:
         if further is None:
             return ends[k] - starts[k] > 2
-        return sep(min(k, further)) == " "
+        return seps[min(k, further)] == " "
 
-    if i > 0 and sep(i - 1) == " " and continues(i - 1, i - 2 if i > 1 else None):
+    if i > 0 and seps[i - 1] == " " and continues(i - 1, i - 2 if i > 1 else None):
         return True
-    return j < last and sep(j) == " " and continues(j + 1, j + 1 if j + 1 < last else None)
+    return j < last and seps[j] == " " and continues(j + 1, j + 1 if j + 1 < last else None)
 
 
 def _never_card_or_phone(run: str) -> bool:
