@@ -55,7 +55,9 @@ def _unavailable(reason: str) -> None:
 GPC_ARGS = ["--enable-features=GlobalPrivacyControl,GlobalPrivacyControlForce"]
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this
+# thread while it lives, and the asyncio tests that run after these need it gone.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     reason = _missing()
     if reason is not None:
@@ -66,9 +68,9 @@ def playwright() -> Iterator[Any]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Any) -> Iterator[Any]:
-    """One headless Chromium for the session (launching costs about a second)."""
+    """One headless Chromium per module (launching costs about a second)."""
     chromium = playwright.chromium.launch(executable_path=_chromium_path(), args=CHROMIUM_ARGS)
     try:
         yield chromium
@@ -76,7 +78,7 @@ def browser(playwright: Any) -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def gpc_browser(playwright: Any) -> Iterator[Any]:
     """A headless Chromium with Global Privacy Control turned on, as a person would."""
     chromium = playwright.chromium.launch(
