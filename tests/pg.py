@@ -274,11 +274,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _skipped.append(f"{problem}; {len(marked)} tests skipped")
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After pytest's own summary and its final counts: the last lines of the run.
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
     for line in _skipped:
-        terminalreporter.write_sep("!", "PostgreSQL tests did NOT run", red=True, bold=True)
-        terminalreporter.write_line(f"  {line}.", red=True)
-        terminalreporter.write_line(
+        reporter.write_sep("!", "PostgreSQL tests did NOT run", red=True, bold=True)
+        reporter.write_line(f"  {line}.", red=True)
+        reporter.write_line(
             "  Start PostgreSQL or set PRIVGUARD_TEST_PG_DSN (with CI=true they fail instead).",
             red=True,
         )
