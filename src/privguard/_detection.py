@@ -193,6 +193,8 @@ _DATE_OPENING: Final = re.compile(
     re.VERBOSE,
 )
 _NON_DIGITS: Final = re.compile(r"\D")
+_DROP_DIGITS: Final = str.maketrans("", "", "0123456789")
+_DROP_PHONE_SEPARATORS: Final = str.maketrans("", "", " -./()+")
 # Words right before a bare digit run that make it an identifier, not a phone number.
 _ID_CONTEXT: Final = re.compile(
     r"""
@@ -630,14 +632,14 @@ class TextScanner:
             return False
         rest = shape.group("rest")
         intl = shape.group("cc") is not None or shape.group("plus") is not None
-        seps = set(_DIGIT_GROUP.sub("", rest))
+        seps = set(rest.translate(_DROP_DIGITS) if rest.isascii() else _DIGIT_GROUP.sub("", rest))
         bare = not seps and not intl and shape.group("area2") is None
         if inside_chain and " " in seps and not intl:
             # "0510 5100" inside "2720 1051 0510 5100": a national number written with
             # spaces must be the whole space-joined chain, or where would it start?
             return False
         if seps:
-            groups = rest.split(next(iter(seps))) if len(seps) == 1 else re.split(r"\D", rest)
+            groups = rest.split(next(iter(seps))) if len(seps) == 1 else _NON_DIGITS.split(rest)
             if seps <= {" ", "-"}:
                 if len(groups) > 1 and len(groups[0]) > 6 and not intl:
                     return False
@@ -655,7 +657,8 @@ class TextScanner:
                 return False
             if not intl and shape.group("area2") is None and _DATE_OPENING.match(rest):
                 return False
-        digits = _ascii_digits(_NON_DIGITS.sub("", window))
+        # the shape allows only digits and these separators
+        digits = _ascii_digits(window.translate(_DROP_PHONE_SEPARATORS))
         if not intl and digits.startswith("00") and len(digits) >= 10:
             intl, digits = True, digits[2:]
         if intl:
