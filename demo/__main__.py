@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,8 +66,8 @@ def _show_log(title: str, response: httpx.Response, note: str) -> None:
     print(f"  {note}")
 
 
-async def walkthrough(db_path: Path) -> None:
-    app = create_app(db_path)
+async def walkthrough(db_path: Path, *, store_url: str | None = None) -> None:
+    app = create_app(db_path, store_url=store_url)
     transport = httpx.ASGITransport(app=app)
     base = "http://demo.local"
 
@@ -217,9 +218,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
 
+    store_url = os.environ.get("PRIVGUARD_STORE_URL") or None
     tmp = Path(tempfile.mkdtemp(prefix="privguard-demo-"))
     try:
-        asyncio.run(walkthrough(tmp / "walkthrough.sqlite3"))
+        if store_url and store_url.startswith("postgres"):
+            # The walkthrough starts from nothing: a schema of its own, dropped after.
+            os.environ["PRIVGUARD_DEMO_SCHEMA"] = f"privguard_demo_walk_{os.getpid()}"
+            import demo.app
+
+            demo.app.DEMO_SCHEMA = os.environ["PRIVGUARD_DEMO_SCHEMA"]
+            print(f"{DIM}store: PostgreSQL (PRIVGUARD_STORE_URL){RESET}")
+            try:
+                asyncio.run(walkthrough(tmp / "unused.sqlite3", store_url=store_url))
+            finally:
+                _drop_schema(store_url, demo.app.DEMO_SCHEMA)
+                demo.app.DEMO_SCHEMA = "privguard_demo"
+        else:
+            asyncio.run(walkthrough(tmp / "walkthrough.sqlite3", store_url=store_url))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.no_serve:
@@ -235,7 +250,15 @@ def main() -> None:
         f"  and open http://127.0.0.1:{args.port}/analytics-demo in a browser with and "
         "without Global Privacy Control"
     )
-    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+    app = create_app(store_url=store_url)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def _drop_schema(store_url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(store_url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

@@ -191,14 +191,28 @@ class AnalyticsCollector:
 
 
 # -- the guard ------------------------------------------------------------------------------
-def make_guard(path: str | os.PathLike[str]) -> Privguard:
+def make_guard(path: str | os.PathLike[str], *, store_url: str | None = None) -> Privguard:
+    """The demo's guard on SQLite at ``path``, or on the store ``store_url`` names
+    (``PRIVGUARD_STORE_URL=postgresql://...`` runs the demo on PostgreSQL)."""
     # The organiser (the controller of its attendees' data, C05) sees contact details;
     # card data stays masked for everyone but a payment processor (C10).
     redactor = Redactor(audiences={"organizer": {C.CONTACT: "keep", C.NAME: "keep"}})
-    guard = Privguard.sqlite(path, redactor=redactor, recipients=[DEMOPAY])
+    if store_url:
+        guard = Privguard.from_url(
+            store_url,
+            store_options={"schema": DEMO_SCHEMA} if store_url.startswith("postgres") else None,
+            redactor=redactor,
+            recipients=[DEMOPAY],
+        )
+    else:
+        guard = Privguard.sqlite(path, redactor=redactor, recipients=[DEMOPAY])
     # Exhibitors change every event: registered at run time (C12).
     guard.recipients.register_exhibitor(event=EVENT, name=EXHIBITOR, hosts="leads.globex.example")
     return guard
+
+
+#: The PostgreSQL schema the demo works in (``PRIVGUARD_DEMO_SCHEMA`` overrides it).
+DEMO_SCHEMA = os.environ.get("PRIVGUARD_DEMO_SCHEMA", "privguard_demo")
 
 
 # -- endpoints ------------------------------------------------------------------------------
@@ -457,10 +471,14 @@ def _lifespan(guard: Privguard) -> Any:
     return lifespan
 
 
-def create_app(db_path: str | os.PathLike[str] | None = None) -> Starlette:
+def create_app(
+    db_path: str | os.PathLike[str] | None = None, *, store_url: str | None = None
+) -> Starlette:
+    """The demo app on SQLite (``db_path``), or on ``store_url`` when given."""
     path = Path(db_path or os.environ.get("PRIVGUARD_DEMO_DB", "demo-data/privguard.sqlite3"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    guard = make_guard(path)
+    if not store_url:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    guard = make_guard(path, store_url=store_url)
     processor = PaymentProcessor()
 
     def payment_client() -> httpx.AsyncClient:

@@ -167,3 +167,25 @@ async def test_walkthrough_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "15. att-1 asks who got their data" in out
     assert "demopay (payment_processor)" in out
     assert "20. att-1's next page view" in out
+
+
+@pytest.mark.postgres
+async def test_demo_runs_on_postgresql_by_setting_one_variable(
+    pg_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``PRIVGUARD_STORE_URL=postgresql://...`` moves the demo's store to PostgreSQL."""
+    import demo.app
+
+    monkeypatch.setattr(demo.app, "DEMO_SCHEMA", pg_schema)
+    app = create_app(tmp_path / "unused.sqlite3", store_url=pg_dsn)
+    assert app.state.guard.store.name == "postgresql"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://demo.local"
+    ) as client:
+        leads = f"/events/{EVENT}/exhibitors/{EXHIBITOR}/leads"
+        consent = f"/events/{EVENT}/exhibitors/{EXHIBITOR}/consent"
+        await client.post(consent, headers={"authorization": "Bearer att-2-token"})
+        got = (await client.get(leads, headers=EXHIBITOR_REP)).json()["leads"]
+        assert [lead["email"] for lead in got] == ["lukas.schmidt@example.de"]
+    app.state.guard.close()
+    assert not (tmp_path / "unused.sqlite3").exists()
