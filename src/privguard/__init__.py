@@ -47,6 +47,7 @@ from ._crypto import (
 )
 from ._decisions import Decider, Decision, Reason
 from ._decorators import PathScope, RouteSpec, declaration_of, privacy, redacts, requires
+from ._detection import DEFAULT_PHONE_REGIONS, DEFAULT_SCANNER, Finding, TextScanner, luhn_valid
 from ._disclosures import BlockReason, DisclosureBatch, DisclosureResult, Disclosures
 from ._errors import (
     AlreadyEncrypted,
@@ -86,6 +87,7 @@ from ._records import (
 )
 from ._redaction import DEFAULT_KEY_NAMES, Personal, RedactionContext, Redactor
 from ._stores import MemoryStore, PostgresStore, SQLiteStore, Store
+from ._streams import ByteStreamRedactor, LineStreamRedactor, TextRedactor, TextStreamRedactor
 from ._subject import PLATFORM, Provenance, Scope, Source, Subject
 from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
 from ._telemetry import Telemetry
@@ -95,6 +97,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ANY_PURPOSE",
     "DEFAULT_KEY_NAMES",
+    "DEFAULT_PHONE_REGIONS",
+    "DEFAULT_SCANNER",
     "EEA",
     "PLATFORM",
     "AlreadyEncrypted",
@@ -113,6 +117,7 @@ __all__ = [
     "Basis",
     "BlockReason",
     "BlockedHit",
+    "ByteStreamRedactor",
     "Categories",
     "CollectionRecord",
     "ConsentAction",
@@ -135,6 +140,7 @@ __all__ = [
     "EncryptionContext",
     "Evidence",
     "FieldCipher",
+    "Finding",
     "GuardedTransport",
     "IpHandling",
     "Key",
@@ -142,6 +148,7 @@ __all__ = [
     "KeyState",
     "Keyring",
     "KeyringError",
+    "LineStreamRedactor",
     "LocalKeyEncryptionService",
     "MemoryStore",
     "MigrationError",
@@ -186,6 +193,9 @@ __all__ = [
     "SubjectKind",
     "Taxonomy",
     "Telemetry",
+    "TextRedactor",
+    "TextScanner",
+    "TextStreamRedactor",
     "Tokenizer",
     "Undeclared",
     "UnknownCategory",
@@ -206,6 +216,7 @@ __all__ = [
     "get_privacy_context",
     "gpc_endpoint",
     "hit_user_id",
+    "luhn_valid",
     "privacy",
     "redacts",
     "requires",
