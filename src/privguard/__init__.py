@@ -46,7 +46,15 @@ from ._crypto import (
     Tokenizer,
 )
 from ._decisions import Decider, Decision, Reason
-from ._decorators import PathScope, RouteSpec, declaration_of, privacy, redacts, requires
+from ._decorators import (
+    FROM_CONTEXT,
+    PathScope,
+    RouteSpec,
+    declaration_of,
+    privacy,
+    redacts,
+    requires,
+)
 from ._detection import DEFAULT_PHONE_REGIONS, DEFAULT_SCANNER, Finding, TextScanner, luhn_valid
 from ._disclosures import BlockReason, DisclosureBatch, DisclosureResult, Disclosures
 from ._errors import (
@@ -72,7 +80,14 @@ from ._errors import (
     UnparseableBody,
 )
 from ._guard import Privguard
-from ._middleware import Anonymous, PrivacyMiddleware, RouteMatcher, Undeclared
+from ._middleware import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_SAFE_MEDIA_TYPES,
+    Anonymous,
+    PrivacyMiddleware,
+    RouteMatcher,
+    Undeclared,
+)
 from ._outbound import AsyncGuardedTransport, GuardedTransport
 from ._policy import ANY_PURPOSE, Basis, Operator, Policy, Protection, Rule
 from ._recipients import Recipient, RecipientRegistry
@@ -97,9 +112,12 @@ __version__ = "0.1.0"
 __all__ = [
     "ANY_PURPOSE",
     "DEFAULT_KEY_NAMES",
+    "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_PHONE_REGIONS",
+    "DEFAULT_SAFE_MEDIA_TYPES",
     "DEFAULT_SCANNER",
     "EEA",
+    "FROM_CONTEXT",
     "PLATFORM",
     "AlreadyEncrypted",
     "AnalyticsConfig",
