@@ -4,6 +4,7 @@ streamed in pieces that split ``<head>`` and the loaders."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -415,3 +416,56 @@ def test_cache_control_is_made_private_never_looser() -> None:
     assert _private([]) == b"private"
     assert _private([b"public, s-maxage=60, max-age=5"]) == b"private, max-age=5"
     assert _private([b"no-store", b"private, no-cache"]) == b"private, no-store, no-cache"
+
+
+async def test_corrupt_gzip_html_is_not_delivered_half_rewritten() -> None:
+    async def broken(request: Request) -> Response:
+        return Response(
+            b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03" + b"\xff" * 8,  # a bad deflate block
+            media_type="text/html",
+            headers={"content-encoding": "gzip"},
+        )
+
+    app = Starlette(
+        routes=[Route("/", broken)],
+        middleware=[Middleware(AnalyticsOptOutMiddleware, config=CONFIG)],
+    )
+    r = await get(app, "/", headers=GPC)
+    assert r.status_code == 502
+    assert "content-encoding" not in r.headers
+
+
+async def test_a_file_sent_by_path_is_read_and_rewritten(tmp_path: Any) -> None:
+    from starlette.responses import FileResponse
+
+    page_file = tmp_path / "page.html"
+    page_file.write_text(PAGE)
+    sent: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await FileResponse(page_file, media_type="text/html")(scope, receive, send)
+
+    requested = False
+
+    async def receive() -> Any:
+        nonlocal requested
+        if requested:  # then wait, as a server does, until the response is done
+            await asyncio.Event().wait()
+        requested = True
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "query_string": b"",
+        "headers": [(b"host", b"shop.example"), (b"sec-gpc", b"1")],
+        "extensions": {"http.response.pathsend": {}},
+    }
+    await AnalyticsOptOutMiddleware(app, config=CONFIG)(scope, receive, send)
+    assert all(m["type"] != "http.response.pathsend" for m in sent)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert_rewritten(body.decode())

@@ -337,3 +337,20 @@ def test_bad_configuration_is_a_policy_error(bad: dict[str, Any]) -> None:
 def test_the_config_repr_hides_the_csrf_secret() -> None:
     config = AnalyticsConfig(csrf_secret=b"s" * 32)
     assert "sss" not in repr(config)
+
+
+async def test_an_async_subject_resolver(guard: Privguard) -> None:
+    async def resolver(scope: Any) -> Subject | None:
+        return signed_in(scope)
+
+    guard.ledger.withdraw(ALICE, Purposes.ANALYTICS, evidence=EVIDENCE)
+    got = await status_of(
+        make_app(guard, subject_resolver=resolver), [("authorization", "Bearer alice")]
+    )
+    assert got["signal"] == "stored"
+
+
+async def test_a_resolver_must_return_a_subject() -> None:
+    app = make_app(subject_resolver=lambda scope: "u-alice")
+    with pytest.raises(TypeError):
+        await status_of(app)
