@@ -126,7 +126,7 @@ def test_a_withdrawal_in_one_process_denies_the_next_check_in_every_other(
 
 def writer(queue: Any, dsn: str, schema: str, seed: int, rounds: int) -> None:
     """Grant, withdraw, disclose and bulk-append at random; report what was acknowledged."""
-    from conftest import RecordFactory
+    from tests.conftest import RecordFactory  # not "conftest": tests/browser has one too
 
     try:
         rng = random.Random(seed)

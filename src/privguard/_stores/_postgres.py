@@ -616,6 +616,7 @@ class _Listener:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._pipe_lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"privguard-listener-{store._sql.schema}", daemon=True
@@ -627,18 +628,23 @@ class _Listener:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self.confirmed = -math.inf
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        with self._pipe_lock, contextlib.suppress(OSError):
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         if not self._thread.is_alive():
             self._close_pipe()
 
     def _close_pipe(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        # Once only, whoever gets here first (stop(), or the thread as it ends): a second
+        # close could hit a descriptor number the process has reused since.
+        with self._pipe_lock:
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+        for fd in fds:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _sleep(self, seconds: float) -> bool:
         """Wait, unless told to stop. True when it is time to stop."""
@@ -676,6 +682,8 @@ class _Listener:
             if self._store() is None or self._sleep(delay):
                 break
         self.confirmed = -math.inf
+        if self._stop.is_set():
+            self._close_pipe()
 
     def _serve(self, conn: psycopg.Connection[Any]) -> None:
         conn.add_notify_handler(lambda n: self._payload(n.payload))
@@ -1012,6 +1020,7 @@ class PostgresStore(Store):
         self._lock = threading.Lock()  # guards _generation and _schema_ok
         self._generation = 0
         self._schema_ok = False
+        self._schema_epoch = 0
         self._outage = False
         self._seen_connect_errors = 0
         self._closed = False
@@ -1268,6 +1277,7 @@ class PostgresStore(Store):
             self._generation += 1
             if schema:
                 self._schema_ok = False
+                self._schema_epoch += 1
 
     # -- provenance ----------------------------------------------------------------
     def append_collections(self, records: Sequence[CollectionRecord]) -> None:
@@ -1617,12 +1627,16 @@ class PostgresStore(Store):
     def _ensure_schema(self) -> None:
         if self._schema_ok:
             return
+        epoch = self._schema_epoch
         version = self._fetch_unchecked(lambda c: _read_version(c, self._sql, self._label))
-        self._schema_ok = self._check_version(version)
+        self._check_version(version)
+        # Unless a migration was announced while we read: then look again next time.
+        self._schema_ok = epoch == self._schema_epoch
 
     async def _aensure_schema(self) -> None:
         if self._schema_ok:
             return
+        epoch = self._schema_epoch
         conn = await self._agetconn(
             time.monotonic() + self._pool_timeout, "read the schema version"
         )
@@ -1632,15 +1646,15 @@ class PostgresStore(Store):
             raise self._failure(exc, "read the schema version") from exc
         finally:
             self._aputconn(conn)
-        self._schema_ok = self._check_version(version)
+        self._check_version(version)
+        self._schema_ok = epoch == self._schema_epoch
 
-    def _check_version(self, version: int) -> bool:
+    def _check_version(self, version: int) -> None:
         if version < SCHEMA_VERSION:
             raise MigrationError(
                 f"{self._label}: schema version {version} is older than this code's"
                 f" ({SCHEMA_VERSION}); run `python -m privguard migrate` or pass migrate=True"
             )
-        return True
 
     # -- errors ----------------------------------------------------------------------
     def _failure(
