@@ -658,7 +658,9 @@ class _Listener:
         delay = 0.05
         while not self._stop.is_set():
             try:
-                conn = psycopg.connect(self._conninfo, autocommit=True, **self._kwargs)
+                conn = psycopg.connect(
+                    self._conninfo, autocommit=True, prepare_threshold=None, **self._kwargs
+                )
             except psycopg.Error:
                 self.failures += 1
                 self.first_attempt.set()
@@ -692,8 +694,10 @@ class _Listener:
         store = self._store()
         if store is None:
             return
-        # Whatever happened while nobody listened is unknown: every cached state goes.
-        store._changed(schema=True)
+        # Whatever happened while nobody listened is unknown: every cached state goes,
+        # and the schema version is read again.
+        store._changed()
+        store._schema_changed()
         del store
         self.connections += 1
         self.connected = True
@@ -724,7 +728,7 @@ class _Listener:
             return
         if payload.startswith("schema"):
             if payload != f"schema {self._origin}":
-                store._changed(schema=True)
+                store._schema_changed()
         elif payload != self._origin:
             store._changed()
 
@@ -930,11 +934,12 @@ class PostgresStore(Store):
     pooler; ``listen=False`` turns it off, and then every check reads the database
     (or trusts the ledger's ``cache_ttl``).
 
-    ``min_size``/``max_size``: connections per pool (one pool for sync calls, one per event
-    loop for the async twins). ``pool_timeout``: seconds a call waits for a connection
-    before it fails closed. ``statement_timeout``: seconds a write may take inside
-    PostgreSQL (``SET LOCAL``; 0 for none). ``write_retries``: how often a write outside a
-    transaction is retried after a transient failure. ``prepare=True`` lets psycopg
+    ``min_size``/``max_size``: connections of the sync pool (kept open / at most);
+    ``max_size`` also bounds the async twins' pool, which every event loop shares and
+    which opens connections as they are needed. ``pool_timeout``: seconds a call waits
+    for a connection before it fails closed. ``statement_timeout``: seconds a write may
+    take inside PostgreSQL (``SET LOCAL``; 0 for none). ``write_retries``: how often a
+    write outside a transaction is retried after a transient failure. ``prepare=True`` lets psycopg
     prepare statements (faster; only on direct connections or a pooler that supports
     them).
     """
@@ -998,8 +1003,9 @@ class PostgresStore(Store):
         self._max_staleness = float(max_staleness)
         self._reconnect_timeout = float(reconnect_timeout)
         self._write_retries = write_retries
-        # Connection parameters we choose unless the DSN sets them. All of them are libpq
-        # options (not startup "options"), so a pooler in between never sees them.
+        # Connection parameters we choose unless the DSN sets them: client-side libpq
+        # settings and application_name, which PgBouncer passes on. Never a startup
+        # "options" (-c ...), which a pooler refuses.
         defaults: dict[str, Any] = {
             "connect_timeout": max(2, math.ceil(connect_timeout)),
             "application_name": application_name,
@@ -1272,12 +1278,14 @@ class PostgresStore(Store):
         token = self.change_token()
         return token, await self.aconsent_states(subject)
 
-    def _changed(self, *, schema: bool = False) -> None:
+    def _changed(self) -> None:
         with self._lock:
             self._generation += 1
-            if schema:
-                self._schema_ok = False
-                self._schema_epoch += 1
+
+    def _schema_changed(self) -> None:
+        with self._lock:
+            self._schema_ok = False
+            self._schema_epoch += 1
 
     # -- provenance ----------------------------------------------------------------
     def append_collections(self, records: Sequence[CollectionRecord]) -> None:
