@@ -190,6 +190,28 @@ def run(
     }
 
 
+def postgres_problem() -> str | None:
+    """Why the PostgreSQL rows cannot run, or None."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'privguard[postgresql]')"
+    try:
+        with psycopg.connect(DSN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"no server at PRIVGUARD_BENCH_PG_DSN ({type(exc).__name__})"
+    return None
+
+
+def drop(schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -198,30 +220,34 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=200_000)
     args = parser.parse_args()
 
-    import psycopg
-    from psycopg import sql
+    problem = postgres_problem()
+    if problem:
+        print(f"PostgreSQL rows skipped: {problem}")
+    stores = [("sqlite", "")]
+    if not problem:
+        stores += [("postgresql", ""), ("postgresql, prepared", "")]
 
     policy = Policy.default()
     schema = f"bench_{os.getpid()}"
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "bench.sqlite3")
+        where = {"sqlite": path, "postgresql": schema, "postgresql, prepared": schema}
         with SQLiteStore(path) as store:
             seed(store, args.subjects, policy)
-        with PostgresStore(DSN, schema=schema, migrate=True) as store:
-            seed(store, args.subjects, policy)
+        if not problem:
+            with PostgresStore(DSN, schema=schema, migrate=True) as store:
+                seed(store, args.subjects, policy)
         try:
             rows = []
             for workers in (1, args.workers):
-                for kind, where in (
-                    ("sqlite", path),
-                    ("postgresql", schema),
-                    ("postgresql, prepared", schema),
-                ):
-                    result = run(kind, where, workers, args.seconds, args.hit_ratio, args.subjects)
+                for kind, _ in stores:
+                    result = run(
+                        kind, where[kind], workers, args.seconds, args.hit_ratio, args.subjects
+                    )
                     rows.append((kind, workers, result))
         finally:
-            with psycopg.connect(DSN, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+            if not problem:
+                drop(schema)
 
     cpus = os.cpu_count()
     load = os.getloadavg()[0]
