@@ -167,6 +167,21 @@ class Decider:
             return outcome
         return self._finish(outcome, await self.ledger.astates(subject))
 
+    def decided_without_io(
+        self,
+        subject: Subject,
+        purpose: str,
+        categories: Iterable[str] = (),
+        *,
+        recipient: RecipientKind | str | None = None,
+        scope: Scope | None = None,
+    ) -> Decision | None:
+        """The decision when it needs no consent lookup (from the compiled tables and
+        the cache), else ``None``: then call :meth:`acheck`. Lets async callers skip a
+        coroutine on the common path."""
+        outcome = self._decide_static(subject, purpose, categories, recipient, scope, None, None)
+        return outcome if isinstance(outcome, Decision) else None
+
     # -- static part ---------------------------------------------------------------------
     def _decide_static(
         self,

@@ -424,8 +424,11 @@ class PrivacyMiddleware:
         # Privguard.acheck only forwards to its decider: skip that extra coroutine per
         # request unless a subclass or the instance replaced it (tracing, tests).
         self._acheck = guard.acheck
+        # And when the decision needs no consent lookup, no coroutine at all.
+        self._without_io: Any = None
         if type(guard).acheck is Privguard.acheck and "acheck" not in vars(guard):
             self._acheck = guard.decider.acheck
+            self._without_io = guard.decider.decided_without_io
         self._scanner = self.redactor.scanner
         self._resolver = subject_resolver
         call: Any = subject_resolver
@@ -537,13 +540,22 @@ class PrivacyMiddleware:
                     if spec.scope is not None:
                         params = found.path_params if found is not None else {}
                         check_scope = spec.scope_for({**scope, "path_params": params})
-                    decision = await self._acheck(
-                        subject,
-                        spec.purpose,
-                        spec.categories,
-                        recipient=spec.recipient,
-                        scope=check_scope,
-                    )
+                    if self._without_io is not None:
+                        decision = self._without_io(
+                            subject,
+                            spec.purpose,
+                            spec.categories,
+                            recipient=spec.recipient,
+                            scope=check_scope,
+                        )
+                    if decision is None:
+                        decision = await self._acheck(
+                            subject,
+                            spec.purpose,
+                            spec.categories,
+                            recipient=spec.recipient,
+                            scope=check_scope,
+                        )
                 except Exception as exc:
                     self._log_failure(spec, exc)
                     await Problem.unavailable(spec.purpose).send(send, self.problem_base)
