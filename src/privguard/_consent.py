@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ._errors import PolicyError
+from ._errors import PolicyError, PurposeDenied
 from ._policy import Policy
 from ._records import (
     CollectionRecord,
@@ -35,6 +35,11 @@ class ConsentRecord:
     policy_version: str
     at: datetime
     events: int = 1
+
+
+def _same_tenant(subject: Subject, controller: str | None) -> None:
+    if controller is not None and controller != subject.controller:
+        raise PurposeDenied("read", "cross_tenant")
 
 
 def _now() -> datetime:
@@ -240,11 +245,21 @@ class ConsentLedger:
         self._token_checked = time.monotonic()
         self._cache[key] = states
 
-    def history(self, subject: Subject) -> tuple[ConsentEvent, ...]:
-        """Every consent event of the subject, oldest first (for access requests)."""
+    def history(
+        self, subject: Subject, *, controller: str | None = None
+    ) -> tuple[ConsentEvent, ...]:
+        """Every consent event of the subject, oldest first (for access requests).
+
+        ``controller`` is the tenant asking: another tenant's subject is refused with
+        :class:`PurposeDenied` (reason ``cross_tenant``, C05).
+        """
+        _same_tenant(subject, controller)
         return self.store.consent_history(subject.key)
 
-    async def ahistory(self, subject: Subject) -> tuple[ConsentEvent, ...]:
+    async def ahistory(
+        self, subject: Subject, *, controller: str | None = None
+    ) -> tuple[ConsentEvent, ...]:
+        _same_tenant(subject, controller)
         return await self.store.aconsent_history(subject.key)
 
     # -- provenance (C16, C17) -----------------------------------------------------------
@@ -274,7 +289,11 @@ class ConsentLedger:
         self.store.append_collections([record])
         return record
 
-    def collections(self, subject: Subject) -> tuple[CollectionRecord, ...]:
+    def collections(
+        self, subject: Subject, *, controller: str | None = None
+    ) -> tuple[CollectionRecord, ...]:
+        """Where the subject's data came from (C17); ``controller`` as for :meth:`history`."""
+        _same_tenant(subject, controller)
         return self.store.collections(subject.key)
 
     def invalidate(self) -> None:

@@ -34,6 +34,7 @@ from enum import StrEnum
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
+from ._consent import _same_tenant
 from ._errors import DisclosureBlocked, PolicyError
 from ._policy import Basis, Operator, Policy
 from ._recipients import Recipient, RecipientRegistry
@@ -628,11 +629,21 @@ class Disclosures:
         )
 
     # -- the disclosure log ------------------------------------------------------------------
-    def for_subject(self, subject: Subject) -> tuple[DisclosureRecord, ...]:
-        """Who got this person's data, oldest first (for access requests, C24)."""
+    def for_subject(
+        self, subject: Subject, *, controller: str | None = None
+    ) -> tuple[DisclosureRecord, ...]:
+        """Who got this person's data, oldest first (for access requests, C24).
+
+        ``controller`` is the tenant asking: another tenant's subject is refused with
+        :class:`PurposeDenied` (reason ``cross_tenant``, C05).
+        """
+        _same_tenant(subject, controller)
         return self.store.disclosures_for_subject(subject.key)
 
-    async def afor_subject(self, subject: Subject) -> tuple[DisclosureRecord, ...]:
+    async def afor_subject(
+        self, subject: Subject, *, controller: str | None = None
+    ) -> tuple[DisclosureRecord, ...]:
+        _same_tenant(subject, controller)
         return await self.store.adisclosures_for_subject(subject.key)
 
     def for_recipient(
