@@ -429,7 +429,6 @@ class Redactor:
             tuple[tuple[object, ...], RecipientKind | None],
             tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
         ] = {}
-        self._leaf_fn: dict[tuple[str, RecipientKind | None], Callable[[str], str | None]] = {}
 
     def _check_ops(self, ops: Mapping[str, Operator | str]) -> dict[str, Operator]:
         out: dict[str, Operator] = {}
@@ -560,21 +559,20 @@ class Redactor:
         scanner = self._scanner
         if scanner is None or _NOTHING_TO_FIND(text) is None:
             return text
+        return scanner.redact(text, self.text_replacer(audience, ctx))
+
+    def text_replacer(
+        self, audience: RecipientKind | None = None, context: RedactionContext | None = None
+    ) -> Callable[[Finding, str], str]:
+        """A ``replace`` callback for the scanner and the stream redactors."""
 
         def replace(finding: Finding, matched: str) -> str:
             out = self._apply_op(
-                self.operator_for(finding.category, audience), finding.category, matched, ctx, ""
-            )
-            return label(finding.category) if out is None else out
-
-        return scanner.redact(text, replace)
-
-    def text_replacer(self, audience: RecipientKind | None = None) -> Callable[[Finding, str], str]:
-        """A ``replace`` callback for the stream redactors."""
-
-        def replace(finding: Finding, matched: str) -> str:
-            out = self._apply_op(
-                self.operator_for(finding.category, audience), finding.category, matched, None, ""
+                self.operator_for(finding.category, audience),
+                finding.category,
+                matched,
+                context,
+                "",
             )
             return label(finding.category) if out is None else out
 
@@ -809,7 +807,6 @@ class Redactor:
             fn = mask_phone
         else:
             fn = functools.partial(self._apply_op, op, category, context=None, field="")
-        self._leaf_fn[(category, audience)] = fn
         return fn
 
     def _plan(self, cls: type) -> tuple[tuple[str, str | None], ...]:
