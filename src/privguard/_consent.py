@@ -192,25 +192,25 @@ class ConsentLedger:
             self._forget(subject)
 
     # -- reads ---------------------------------------------------------------------------
-    def _validate_sync(self) -> None:
-        if self.cache_ttl and time.monotonic() - self._token_checked < self.cache_ttl:
-            return
-        # The token is read before any state, so a write that lands between the two
-        # changes the token and the next check discards what we cache now.
-        token = self.store.change_token()
+    def _within_ttl(self) -> bool:
+        return bool(self.cache_ttl) and time.monotonic() - self._token_checked < self.cache_ttl
+
+    def _accept_token(self, token: Hashable) -> None:
+        """Record a freshly read change token; a new one empties the cache."""
         self._token_checked = time.monotonic()
         if token != self._token:
             self._cache.clear()
             self._token = token
 
+    # The token is read before any state, so a write that lands between the two changes
+    # the token and the next check discards what is cached now.
+    def _validate_sync(self) -> None:
+        if not self._within_ttl():
+            self._accept_token(self.store.change_token())
+
     async def _validate_async(self) -> None:
-        if self.cache_ttl and time.monotonic() - self._token_checked < self.cache_ttl:
-            return
-        token = await self.store.achange_token()
-        self._token_checked = time.monotonic()
-        if token != self._token:
-            self._cache.clear()
-            self._token = token
+        if not self._within_ttl():
+            self._accept_token(await self.store.achange_token())
 
     def states(self, subject: Subject) -> tuple[ConsentState, ...]:
         """The subject's current consent states (cached, validated against the store)."""
@@ -239,10 +239,7 @@ class ConsentLedger:
     def _remember(
         self, key: tuple[str, str, str], token: Hashable, states: tuple[ConsentState, ...]
     ) -> None:
-        if token != self._token:
-            self._cache.clear()
-            self._token = token
-        self._token_checked = time.monotonic()
+        self._accept_token(token)
         self._cache[key] = states
 
     def history(
