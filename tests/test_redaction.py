@@ -355,3 +355,67 @@ def test_tokenize_is_deterministic_for_lookups(keyring: Keyring) -> None:
         one[0]["email"], tenant="acme", field="email", purpose="essential.service"
     )
     assert back == "jane@example.com"
+
+
+# -- generated functions per key set -------------------------------------------------------------
+def test_a_key_set_seen_again_gets_a_generated_function_with_the_same_result() -> None:
+    r = Redactor()
+    row = {"id": "att-1", "email": "jane@example.com", "card": "4111 1111 1111 1111", "n": 3}
+    first = r.redact(row)
+    for _ in range(3):
+        assert r.redact(row) == first
+    (shape,) = r._shapes[None].values()
+    assert shape.compiled is not None
+    assert first == {"id": "att-1", "email": "j***@example.com", "card": "**** **** **** 1111", "n": 3}
+
+
+def test_keys_never_become_code() -> None:
+    # Keys reach the generated function as bound names, never as source text.
+    hostile = {
+        "'}; import os; os._exit(1); {'": "jane@example.com",
+        "\n    raise SystemExit\n": "x",
+        "email": "jane@example.com",
+        7: "4111 1111 1111 1111",
+        None: "plain",
+    }
+    r = Redactor()
+    results = [r.redact(hostile) for _ in range(4)]
+    assert all(res == results[0] for res in results)
+    assert list(results[0]) == list(hostile)
+    assert results[0]["email"] == "j***@example.com"
+    assert "4111 1111 1111 1111" not in str(results[0])
+
+
+def test_wide_dicts_and_many_key_sets_still_redact() -> None:
+    r = Redactor()
+    wide = {f"k{i}": i for i in range(100)} | {"email": "jane@example.com"}
+    for _ in range(4):
+        assert r.redact(wide)["email"] == "j***@example.com"
+    # A dict keyed by ids has a new key set each time: redacted by the loop, no function.
+    for i in range(50):
+        assert r.redact({f"att-{i}": {"email": "a@example.com"}}) == {
+            f"att-{i}": {"email": "a***@example.com"}
+        }
+
+
+def test_generated_functions_bind_each_record_id_for_encryption(keyring: Keyring) -> None:
+    r = Redactor(operators={Categories.PHONE: "encrypt"}, keyring=keyring)
+    ctx = RedactionContext(tenant="acme", table="attendees")
+    rows = [{"id": f"att-{i}", "phone": f"+1 415 555 01{i:02d}"} for i in range(6)]
+    out = r.redact(rows, context=ctx)
+    assert r._shapes[None][("id", "phone")].compiled is not None
+    cipher = FieldCipher(keyring)
+    for i, row in enumerate(out):
+        right = EncryptionContext("acme", "attendees", "phone", f"att-{i}")
+        assert cipher.decrypt(row["phone"], context=right) == rows[i]["phone"]
+
+
+def test_mask_layouts_with_letters_are_never_remembered() -> None:
+    from privguard import _operators
+
+    masker = _operators.masker(0, 2, 6)
+    assert masker("call Jane on 0151 2345 6789") == "call Jane on **** **** **89"
+    assert masker("+49 151 2345 6789") == "+** *** **** **89"
+    cell = masker.__closure__  # the layouts dict is the closure's only dict
+    layouts = next(c.cell_contents for c in cell if isinstance(c.cell_contents, dict))
+    assert list(layouts) == ["+** *** **** ****"]

@@ -17,6 +17,7 @@ per-key and per-type plans are computed once and cached.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as _dt
 import decimal
@@ -31,7 +32,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._errors import PolicyError, RedactionError, UnparseableBody
-from ._operators import label, mask_card, mask_email, mask_generic, mask_phone
+from ._operators import (
+    card_masker,
+    label,
+    mask_card,
+    mask_email,
+    mask_generic,
+    mask_phone,
+    phone_masker,
+)
 from ._policy import Operator, Policy, Protection
 from ._taxonomy import Categories as C
 from ._taxonomy import RecipientKind, Taxonomy, covers
@@ -339,7 +348,128 @@ _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 # Every detector needs one of these: an "@" (e-mail), a stretch of seven digits and
 # separators (card, phone) or two letters and two digits (IBAN). Most strings in a JSON
 # document have none, and one C-level search rules them out before the scanner runs.
-_NOTHING_TO_FIND: Final = re.compile(r"@|\d[\d \-./()]{5,}\d|[A-Za-z]{2}\d\d").search
+# The pattern starts with a character class so that the regex engine skips, in C, to
+# the first "@" or digit; a string with neither (most of them) costs one short scan.
+_NOTHING_TO_FIND: Final = re.compile(
+    r"[@\d](?:(?<=@)|(?<=\d)(?:[\d \-./()]{5,}\d|(?<=[A-Za-z]{2}\d)\d))"
+).search
+_PLAIN_ITEMS: Final = frozenset({int, float, bool, type(None)})
+
+
+class _Constant:
+    """A one-argument operator that always gives the same text (a label)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __call__(self, value: str) -> str:
+        return self.text
+
+
+class _Shape:
+    """What one key set (in order) means for one audience, and its generated function."""
+
+    __slots__ = ("compiled", "plan", "seen")
+
+    def __init__(
+        self, plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...]
+    ) -> None:
+        self.plan = plan
+        self.seen = 0
+        self.compiled: (
+            Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]] | None
+        ) = None
+
+
+# A key set gets its own function the third time it is seen: a dict keyed by ids (a new
+# key set each time) never pays for generating one. Each Redactor keeps at most
+# _SHAPE_LIMIT key sets per audience; a dict with more keys than _SHAPE_MAX_KEYS is
+# walked by the general loop.
+_COMPILE_AFTER: Final = 2
+_SHAPE_LIMIT: Final = 2048
+_SHAPE_MAX_KEYS: Final = 64
+
+
+def _generate_shape(
+    keys: tuple[object, ...],
+    plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
+    ops: list[Operator | None],
+    *,
+    audience: RecipientKind | None,
+    walk: Callable[..., object],
+    text: Callable[[str, RecipientKind | None, RedactionContext | None], str] | None,
+    apply_op: Callable[..., str | None],
+    plain_list: Callable[..., object],
+) -> Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]]:
+    """A function that redacts a dict with exactly ``keys``, in that order.
+
+    It unpacks the values and builds the result in one dict display, doing per key only
+    what that key needs: a string under a masked key goes straight to its mask, a label
+    is a constant, a string under a key that says nothing meets the one-search
+    prefilter, numbers and ``None`` are kept, and anything else (a nested dict, a list,
+    an unexpected type) goes to the general walk, so the result is the walk's result for
+    any values. Keys, categories and operators reach the generated code as names bound
+    in its globals, never as source text: no key of the data decides what code runs.
+    """
+    env: dict[str, object] = {
+        "_walk": walk,
+        "_text": text,
+        "_nothing": _NOTHING_TO_FIND,
+        "_E": _EMPTY_STATE,
+        "_aud": audience,
+        "_apply": apply_op,
+        "_list": plain_list,
+    }
+    items = []
+    for i, (key, (cat, fn), op) in enumerate(zip(keys, plan, ops, strict=True)):
+        v = f"v{i}"
+        env[f"_k{i}"] = key
+        env[f"_s{i}"] = key if type(key) is str else str(key)
+        env[f"_c{i}"] = cat
+        general = f"_walk({v}, _E, _c{i}, _aud, ctx, depth + 1, _s{i})"
+        if cat is None:
+            if text is None:
+                on_str = v
+            else:
+                on_str = f"({v} if _nothing({v}) is None else _text({v}, _aud, ctx))"
+            expr = (
+                f"{on_str} if (t := type({v})) is str else {v} if {v} is None or t is int "
+                f"or t is bool or t is float else _list({v}, ctx, depth + 1, _s{i}) "
+                f"if t is list else {general}"
+            )
+        else:
+            if fn is None:  # a keyed operator: needs the context and the field
+                env[f"_o{i}"] = op
+                on_str = f"_apply(_o{i}, _c{i}, {v}, ctx, _s{i})"
+            elif fn is _identity:
+                on_str = v
+            elif fn is _none:
+                on_str = "None"
+            elif isinstance(fn, _Constant):
+                env[f"_f{i}"] = fn.text
+                on_str = f"_f{i}"
+            else:
+                env[f"_f{i}"] = fn
+                on_str = f"_f{i}({v})"
+            expr = f"{on_str} if type({v}) is str else {general}"
+        items.append(f"_k{i}: ({expr})")
+    unpack = (
+        f"    {', '.join(f'v{i}' for i in range(len(keys)))}, = value.values()\n" if keys else ""
+    )
+    source = "def shape(value, ctx, depth):\n" + unpack + "    return {" + ", ".join(items) + "}\n"
+    exec(compile(source, "<privguard.redaction shape>", "exec"), env)  # noqa: S102
+    return typing.cast(
+        Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]], env["shape"]
+    )
+
+
+_ShapeFunction = Callable[[dict[Any, Any], "RedactionContext | None", int], dict[Any, Any]]
+
+
+def _no_shape(keys: tuple[object, ...]) -> None:
+    return None
 
 
 def _identity(value: str) -> str | None:
@@ -425,10 +555,11 @@ class Redactor:
         self._key_cat: dict[str, str | None] = {}
         self._op_cache: dict[tuple[str, RecipientKind | None], Operator] = {}
         self._type_plans: dict[type, tuple[tuple[str, str | None], ...]] = {}
-        self._dict_plans: dict[
-            tuple[tuple[object, ...], RecipientKind | None],
-            tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
-        ] = {}
+        self._shapes: dict[RecipientKind | None, dict[tuple[object, ...], _Shape]] = {}
+        # The generated functions by audience and key set, for lists of records.
+        self._compiled: collections.defaultdict[
+            RecipientKind | None, dict[tuple[object, ...], _ShapeFunction]
+        ] = collections.defaultdict(dict)
 
     def _check_ops(self, ops: Mapping[str, Operator | str]) -> dict[str, Operator]:
         out: dict[str, Operator] = {}
@@ -664,13 +795,37 @@ class Redactor:
         if kind is list or kind is tuple:
             step = self._paths.step(state, "[]") if state else state
             walk = self._walk
-            plain = _NUMBERS if category is None else ()
-            out = [
-                v
-                if v is None or type(v) in plain
-                else walk(v, step, category, audience, ctx, depth + 1, field)
-                for v in value  # type: ignore[attr-defined]
-            ]
+            if category is None:
+                if not step and depth < self._max_depth:
+                    # A list of records: each dict straight to the function generated
+                    # for its key set, else to the dict plans.
+                    plain_dict = self._walk_dict_plain
+                    get = self._compiled[audience].get if ctx is None else _no_shape
+                    d = depth + 1
+                    out = [
+                        (
+                            fn(v, None, d)
+                            if (fn := get(tuple(v))) is not None
+                            else plain_dict(v, audience, ctx, d)
+                        )
+                        if type(v) is dict
+                        else v
+                        if v is None or type(v) in _NUMBERS
+                        else walk(v, step, None, audience, ctx, d, field)
+                        for v in value  # type: ignore[attr-defined]
+                    ]
+                else:
+                    out = [
+                        v
+                        if v is None or type(v) in _NUMBERS
+                        else walk(v, step, None, audience, ctx, depth + 1, field)
+                        for v in value  # type: ignore[attr-defined]
+                    ]
+            else:
+                out = [
+                    v if v is None else walk(v, step, category, audience, ctx, depth + 1, field)
+                    for v in value  # type: ignore[attr-defined]
+                ]
             return out if kind is list else tuple(out)
         if category is not None and kind is int:
             return self._leaf(value, category, audience, ctx, field)
@@ -701,10 +856,10 @@ class Redactor:
         ctx: RedactionContext | None,
         depth: int,
     ) -> dict[Any, Any]:
-        if ctx is not None and ctx.record_id == "" and "id" in value:
-            ctx = dataclasses.replace(ctx, record_id=str(value["id"]))
         if not state and category is None:
             return self._walk_dict_plain(value, audience, ctx, depth)
+        if ctx is not None and ctx.record_id == "" and "id" in value:
+            ctx = dataclasses.replace(ctx, record_id=str(value["id"]))
         out: dict[Any, Any] = {}
         key_category = self._key_category
         walk = self._walk
@@ -741,18 +896,33 @@ class Redactor:
     ) -> dict[Any, Any]:
         """The common case: no path patterns in play, no inherited category.
 
-        The categories of a key set are planned once per distinct set of keys, and each
-        category's operator is a one-argument function resolved once per audience.
+        Each distinct key set is planned once per audience (each key's category and, for
+        string values, its operator as a one-argument function); a key set seen again
+        gets a function generated for exactly that shape (see :func:`_generate_shape`).
         """
+        if ctx is not None and ctx.record_id == "" and "id" in value:
+            ctx = dataclasses.replace(ctx, record_id=str(value["id"]))
+        shapes = self._shapes.get(audience)
+        if shapes is None:
+            shapes = self._shapes.setdefault(audience, {})
         keys = tuple(value)
-        plan = self._dict_plans.get((keys, audience))
-        if plan is None:
-            plan = self._plan_keys(keys, audience)
+        shape = shapes.get(keys)
+        if shape is None:
+            shape = self._new_shape(keys, audience, shapes)
+        elif shape.compiled is not None:
+            return shape.compiled(value, ctx, depth)
+        elif shape.seen < _COMPILE_AFTER:
+            shape.seen += 1
+        else:
+            shape.compiled = self._compile_shape(keys, shape.plan, audience)
+            if shape.compiled is not None:
+                self._compiled[audience][keys] = shape.compiled
+                return shape.compiled(value, ctx, depth)
         out: dict[Any, Any] = {}
         walk = self._walk
         text = self._text if self._detect else None
         nothing = _NOTHING_TO_FIND
-        for (k, v), (cat, fn) in zip(value.items(), plan, strict=True):
+        for (k, v), (cat, fn) in zip(value.items(), shape.plan, strict=True):
             vt = type(v)
             if vt is str:
                 if fn is not None:
@@ -769,19 +939,56 @@ class Redactor:
                 out[k] = walk(v, _EMPTY_STATE, cat, audience, ctx, depth + 1, str(k))
         return out
 
-    def _plan_keys(
-        self, keys: tuple[object, ...], audience: RecipientKind | None
-    ) -> tuple[tuple[str | None, Callable[[str], str | None] | None], ...]:
+    def _new_shape(
+        self,
+        keys: tuple[object, ...],
+        audience: RecipientKind | None,
+        shapes: dict[tuple[object, ...], _Shape],
+    ) -> _Shape:
         """Per key: its category and, for string values, the operator as a function."""
         plan = []
         for k in keys:
             cat = self._key_category(k) if type(k) is str else None
             fn = None if cat is None else self._leaf_function(cat, audience)
             plan.append((cat, None if fn is _KEYED else fn))
-        planned = tuple(plan)
-        if len(self._dict_plans) < 4096:
-            self._dict_plans[(keys, audience)] = planned
-        return planned
+        shape = _Shape(tuple(plan))
+        if len(shapes) < _SHAPE_LIMIT:
+            shapes[keys] = shape
+        return shape
+
+    def _compile_shape(
+        self,
+        keys: tuple[object, ...],
+        plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
+        audience: RecipientKind | None,
+    ) -> Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]] | None:
+        if len(keys) > _SHAPE_MAX_KEYS:
+            return None
+        ops = [None if cat is None else self.operator_for(cat, audience) for cat, _ in plan]
+        return _generate_shape(
+            keys,
+            plan,
+            ops,
+            audience=audience,
+            walk=self._walk,
+            text=self._text if self._detect else None,
+            apply_op=self._apply_op,
+            plain_list=functools.partial(self._plain_list, audience),
+        )
+
+    def _plain_list(
+        self,
+        audience: RecipientKind | None,
+        value: list[Any],
+        ctx: RedactionContext | None,
+        depth: int,
+        field: str,
+    ) -> object:
+        """A list under a key that says nothing: copied at C speed when it holds only
+        numbers and ``None`` (ids, counts), else walked."""
+        if depth <= self._max_depth and _PLAIN_ITEMS.issuperset(map(type, value)):
+            return value.copy()
+        return self._walk(value, _EMPTY_STATE, None, audience, ctx, depth, field)
 
     def _leaf_function(
         self, category: str, audience: RecipientKind | None
@@ -796,15 +1003,13 @@ class Redactor:
         elif op is Operator.REMOVE:
             fn = _none
         elif op is Operator.LABEL:
-            text = label(category)
-            fn = lambda _value: text  # noqa: E731
+            fn = _Constant(label(category))
         elif category == C.CARD:
-            keep_first = self._card_keep_first
-            fn = lambda value: mask_card(value, keep_first=keep_first)  # noqa: E731
+            fn = card_masker(keep_first=self._card_keep_first)
         elif category == C.EMAIL:
             fn = mask_email
         elif covers(C.PHONE, category) or covers(C.FAX, category):
-            fn = mask_phone
+            fn = phone_masker()
         else:
             fn = functools.partial(self._apply_op, op, category, context=None, field="")
         return fn
