@@ -366,7 +366,12 @@ def test_a_key_set_seen_again_gets_a_generated_function_with_the_same_result() -
         assert r.redact(row) == first
     (shape,) = r._shapes[None].values()
     assert shape.compiled is not None
-    assert first == {"id": "att-1", "email": "j***@example.com", "card": "**** **** **** 1111", "n": 3}
+    assert first == {
+        "id": "att-1",
+        "email": "j***@example.com",
+        "card": "**** **** **** 1111",
+        "n": 3,
+    }
 
 
 def test_keys_never_become_code() -> None:
