@@ -726,3 +726,27 @@ async def test_store_errors_during_check_are_not_raised_to_the_client(guard: Pri
         response = await client.get("/newsletter", headers=auth("alice-token"))
     assert response.status_code == 503
     assert json.loads(response.content)["reason"] == "decision_unavailable"
+
+
+@privacy(Purposes.EXHIBITOR_DISCLOSURE, categories=[Categories.EMAIL])
+async def unscoped_share(request: Request) -> JSONResponse:
+    return JSONResponse({"email": ATTENDEE["email"]})
+
+
+async def test_a_routes_remembered_decisions_are_per_subject_kind(guard: Privguard) -> None:
+    # The middleware remembers, per route, decisions that need no consent lookup, by
+    # subject kind and jurisdiction. Here the same route is refused a business contact
+    # by the policy alone (no scope) and needs a consent lookup for a customer: the
+    # answers must never cross.
+    app = FakeAuth(
+        Starlette(
+            routes=[Route("/share", unscoped_share)],
+            middleware=[Middleware(PrivacyMiddleware, guard=guard, subject_resolver=user_subject)],
+        )
+    )
+    async with client_for(app) as client:
+        answers = [
+            (await client.get("/share", headers=auth(token))).json()["reason"]
+            for token in ["bob-token", "alice-token", "bob-token", "alice-token"]
+        ]
+    assert answers == ["scope_required", "consent_missing"] * 2

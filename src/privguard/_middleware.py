@@ -19,7 +19,7 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from ._context import _CONTEXT, SUBJECT_REQUIRED, PrivacyContext
+from ._decisions import Decision
 from ._decorators import ROUTE_ATTRIBUTE, RouteSpec
 from ._errors import PolicyError, PrivguardError, RedactionError, UnparseableBody
 from ._guard import Privguard
@@ -67,6 +68,7 @@ _THREAD_MIN: Final = 256 * 1024
 # Decompressed piece size for streamed bodies: memory per chunk stays bounded.
 _INFLATE_PIECE: Final = 64 * 1024
 _CACHE_LIMIT: Final = 4096
+_MEMO_LIMIT: Final = 64
 
 
 class Undeclared(StrEnum):
@@ -97,6 +99,12 @@ class RouteMatch:
     spec: RouteSpec | None
     path_params: Mapping[str, Any]
     template: str | None
+    # Static decisions for this route by (subject kind, jurisdiction): decisions that
+    # need no consent lookup depend on nothing else, so a cached match answers them
+    # without asking the decider again. None: the decision needs the consent ledger.
+    decided: dict[tuple[str, str], Decision | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 def _route_path(scope: ASGIScope) -> str:
@@ -540,7 +548,17 @@ class PrivacyMiddleware:
                     if spec.scope is not None:
                         params = found.path_params if found is not None else {}
                         check_scope = spec.scope_for({**scope, "path_params": params})
-                    if self._without_io is not None:
+                    if spec.scope is None and self._without_io is not None:
+                        memo = found.decided
+                        kind = (subject.kind, subject.jurisdiction)
+                        decision = memo.get(kind, _MISS)
+                        if decision is _MISS:
+                            decision = self._without_io(
+                                subject, spec.purpose, spec.categories, recipient=spec.recipient
+                            )
+                            if len(memo) < _MEMO_LIMIT:
+                                memo[kind] = decision
+                    elif self._without_io is not None:
                         decision = self._without_io(
                             subject,
                             spec.purpose,
