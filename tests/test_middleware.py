@@ -750,3 +750,21 @@ async def test_a_routes_remembered_decisions_are_per_subject_kind(guard: Privgua
             for token in ["bob-token", "alice-token", "bob-token", "alice-token"]
         ]
     assert answers == ["scope_required", "consent_missing"] * 2
+
+
+async def test_a_remembered_decision_never_carries_over_the_subject(guard: Privguard) -> None:
+    carol = Subject.customer("u-carol", tenant="acme", jurisdiction="DE")
+    people = {"alice-token": ALICE, "carol-token": carol}
+
+    def resolver(scope: ASGIScope) -> Subject | None:
+        token = dict(scope["headers"]).get(b"authorization", b"").decode()
+        return people.get(token.removeprefix("Bearer "))
+
+    async with client_for(make_app(guard, subject_resolver=resolver)) as client:
+        bodies = [
+            (await client.get("/profile", headers=auth(token))).json()
+            for token in ["alice-token", "alice-token", "carol-token", "alice-token"]
+        ]
+    assert [b["subject"] for b in bodies] == ["u-alice", "u-alice", "u-carol", "u-alice"]
+    assert {(b["purpose"], b["reason"]) for b in bodies} == {(Purposes.SERVICE, "allowed")}
+    assert all(b["attendee"]["email"] == "j***@example.com" for b in bodies)

@@ -101,8 +101,9 @@ class RouteMatch:
     template: str | None
     # Static decisions for this route by (subject kind, jurisdiction): decisions that
     # need no consent lookup depend on nothing else, so a cached match answers them
-    # without asking the decider again. None: the decision needs the consent ledger.
-    decided: dict[tuple[str, str], Decision | None] = field(
+    # without asking the decider again. An allowed one is kept as the privacy context's
+    # fields after the subject; a refusal as the Decision; None: ask the consent ledger.
+    decided: dict[tuple[str, str], tuple[Any, ...] | Decision | None] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -531,6 +532,22 @@ class PrivacyMiddleware:
                     raise TypeError("subject_resolver must return a privguard Subject or None")
             subject = resolved
 
+        # The hottest path: this route already allowed this kind of subject, statically.
+        if spec is not None and subject is not None and spec.scope is None:
+            known = found.decided.get((subject.kind, subject.jurisdiction))
+            if type(known) is tuple:
+                token = _CONTEXT.set(_new_context(PrivacyContext, (subject,) + known))  # noqa: RUF005 (faster)
+                try:
+                    if spec.redact:
+                        await _Responder(self, send, spec.recipient, scope["method"] == "HEAD").run(
+                            _without_pathsend(scope), receive
+                        )
+                    else:
+                        await self.app(scope, receive, send)
+                finally:
+                    _CONTEXT.reset(token)
+                return
+
         if spec is None:
             if self.undeclared is Undeclared.REFUSE:
                 await Problem.undeclared().send(send, self.problem_base)
@@ -551,13 +568,27 @@ class PrivacyMiddleware:
                     if spec.scope is None and self._without_io is not None:
                         memo = found.decided
                         kind = (subject.kind, subject.jurisdiction)
-                        decision = memo.get(kind, _MISS)
-                        if decision is _MISS:
+                        known = memo.get(kind, _MISS)
+                        if known is _MISS:
                             decision = self._without_io(
                                 subject, spec.purpose, spec.categories, recipient=spec.recipient
                             )
                             if len(memo) < _MEMO_LIMIT:
-                                memo[kind] = decision
+                                memo[kind] = (
+                                    (
+                                        spec.purpose,
+                                        decision,
+                                        spec.categories,
+                                        EMPTY_SCOPE,
+                                        spec.recipient,
+                                        found.template,
+                                        self.guard,
+                                    )
+                                    if decision is not None and decision.allowed
+                                    else decision
+                                )
+                        else:
+                            decision = known[1] if type(known) is tuple else known
                     elif self._without_io is not None:
                         decision = self._without_io(
                             subject,
