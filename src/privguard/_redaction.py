@@ -402,6 +402,7 @@ def _generate_shape(
     text: Callable[[str, RecipientKind | None, RedactionContext | None], str] | None,
     apply_op: Callable[..., str | None],
     plain_list: Callable[..., object],
+    max_depth: int,
 ) -> Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]]:
     """A function that redacts a dict with exactly ``keys``, in that order.
 
@@ -421,6 +422,8 @@ def _generate_shape(
         "_aud": audience,
         "_apply": apply_op,
         "_list": plain_list,
+        "_plain_items": _PLAIN_ITEMS.issuperset,
+        "_max": max_depth,
     }
     items = []
     for i, (key, (cat, fn), op) in enumerate(zip(keys, plan, ops, strict=True)):
@@ -436,7 +439,8 @@ def _generate_shape(
                 on_str = f"({v} if _nothing({v}) is None else _text({v}, _aud, ctx))"
             expr = (
                 f"{on_str} if (t := type({v})) is str else {v} if {v} is None or t is int "
-                f"or t is bool or t is float else _list({v}, ctx, depth + 1, _s{i}) "
+                f"or t is bool or t is float else ({v}.copy() if depth < _max and "
+                f"_plain_items(map(type, {v})) else _list({v}, ctx, depth + 1, _s{i})) "
                 f"if t is list else {general}"
             )
         else:
@@ -974,6 +978,7 @@ class Redactor:
             text=self._text if self._detect else None,
             apply_op=self._apply_op,
             plain_list=functools.partial(self._plain_list, audience),
+            max_depth=self._max_depth,
         )
 
     def _plain_list(
