@@ -396,6 +396,14 @@ def test_wide_dicts_and_many_key_sets_still_redact() -> None:
     wide = {f"k{i}": i for i in range(100)} | {"email": "jane@example.com"}
     for _ in range(4):
         assert r.redact(wide)["email"] == "j***@example.com"
+    # Past the limit of generated functions, key sets take the loop, with the same result.
+    for i in range(300):
+        for _ in range(3):
+            assert r.redact({f"f{i}": 1, "email": "jane@example.com"}) == {
+                f"f{i}": 1,
+                "email": "j***@example.com",
+            }
+    assert len(r._compiled[None]) == 256
     # A dict keyed by ids has a new key set each time: redacted by the loop, no function.
     for i in range(50):
         assert r.redact({f"att-{i}": {"email": "a@example.com"}}) == {

@@ -385,10 +385,11 @@ class _Shape:
 
 # A key set gets its own function the third time it is seen: a dict keyed by ids (a new
 # key set each time) never pays for generating one. Each Redactor keeps at most
-# _SHAPE_LIMIT key sets per audience; a dict with more keys than _SHAPE_MAX_KEYS is
-# walked by the general loop.
+# _SHAPE_LIMIT key sets and _COMPILED_LIMIT functions per audience (a few KB each); a
+# dict with more keys than _SHAPE_MAX_KEYS is walked by the general loop.
 _COMPILE_AFTER: Final = 2
 _SHAPE_LIMIT: Final = 2048
+_COMPILED_LIMIT: Final = 256
 _SHAPE_MAX_KEYS: Final = 64
 
 
@@ -917,10 +918,10 @@ class Redactor:
             return shape.compiled(value, ctx, depth)
         elif shape.seen < _COMPILE_AFTER:
             shape.seen += 1
-        else:
+        elif len(compiled := self._compiled[audience]) < _COMPILED_LIMIT:
             shape.compiled = self._compile_shape(keys, shape.plan, audience)
             if shape.compiled is not None:
-                self._compiled[audience][keys] = shape.compiled
+                compiled[keys] = shape.compiled
                 return shape.compiled(value, ctx, depth)
         out: dict[Any, Any] = {}
         walk = self._walk
