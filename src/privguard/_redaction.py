@@ -377,7 +377,7 @@ class _Shape:
         self, plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...]
     ) -> None:
         self.plan = plan
-        self.seen = 0
+        self.seen = 1
         self.compiled: (
             Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]] | None
         ) = None
