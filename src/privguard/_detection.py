@@ -447,7 +447,7 @@ class TextScanner:
                     if chars.isdigit():
                         contiguous(text, rs, rend, floor, out)
                     elif not _never_card_or_phone(chars):
-                        run(text, rs, rend, floor, out)
+                        run(text, rs, rend, chars, floor, out)
             if first_only and out:
                 return
 
@@ -487,25 +487,26 @@ class TextScanner:
         ):
             out.append(Finding("phone", Categories.PHONE, s, e))
 
-    def _run(self, text: str, rs: int, rend: int, floor: int, out: list[Finding]) -> None:
-        """A run of digit groups joined by single separators."""
-        starts: list[int] = []
-        ends: list[int] = []
-        for g in _DIGIT_GROUP.finditer(text, rs, rend):
-            starts.append(g.start())
-            ends.append(g.end())
-        seps = [text[ends[k] : starts[k + 1]] for k in range(len(starts) - 1)]
+    def _run(
+        self, text: str, rs: int, rend: int, chars: str, floor: int, out: list[Finding]
+    ) -> None:
+        """A run of digit groups joined by single separators (``chars``)."""
+        right_ok = rend == len(text) or not text[rend].isalnum()
+        plan = _run_plan(_shape(chars), right_ok)
+        rel_starts, rel_ends, seps, digits_from, card_ends = plan
+        starts = [rs + x for x in rel_starts]
+        ends = [rs + x for x in rel_ends]
         before = text[rs - 1] if rs else ""
         left_ok = not before.isalnum()
-        right_ok = rend == len(text) or not text[rend].isalnum()
         first = 0
-        while first < len(starts) and starts[first] < floor:
-            first += 1
+        if rs < floor:
+            while first < len(starts) and starts[first] < floor:
+                first += 1
         covered: set[int] = set()
-        if self._card and sum(ends[k] - starts[k] for k in range(first, len(starts))) >= 13:
+        if self._card and first < len(starts) and digits_from[first] >= 13:
             card_left_ok = left_ok and before != "+"  # "+" opens a phone number, never a card
             self._cards_in_run(
-                starts, ends, seps, first, card_left_ok, right_ok, text, out, covered
+                starts, ends, seps, card_ends, first, card_left_ok, text, out, covered
             )
         if self._phone:
             self._phones_in_run(
@@ -516,18 +517,18 @@ class TextScanner:
         self,
         starts: list[int],
         ends: list[int],
-        seps: list[str],
+        seps: Sequence[str],
+        card_ends: Sequence[tuple[int, ...]],
         i: int,
         left_ok: bool,
-        right_ok: bool,
         text: str,
         out: list[Finding],
         covered: set[int],
     ) -> None:
         n = len(starts)
         while i < n:
-            if left_ok if i == 0 else _card_boundary(seps[i - 1]):
-                found = _card_window(text, starts, ends, seps, i, right_ok)
+            if card_ends[i] and (left_ok if i == 0 else _card_boundary(seps[i - 1])):
+                found = _card_window(text, starts, ends, card_ends[i], i)
                 if found is not None:
                     out.append(Finding("card", Categories.CARD, starts[i], ends[found]))
                     covered.update(range(i, found + 1))
@@ -541,7 +542,7 @@ class TextScanner:
         rs: int,
         starts: list[int],
         ends: list[int],
-        seps: list[str],
+        seps: Sequence[str],
         i: int,
         left_ok: bool,
         right_ok: bool,
@@ -578,7 +579,7 @@ class TextScanner:
         text: str,
         starts: list[int],
         ends: list[int],
-        seps: list[str],
+        seps: Sequence[str],
         i: int,
         wstart: int,
         right_ok: bool,
@@ -627,36 +628,12 @@ class TextScanner:
         if window[0] == "(" and ")" not in window:
             window = window[1:]
             start += 1
-        shape = _PHONE_SHAPE.fullmatch(window)
-        if shape is None:
+        form = _phone_form(_shape(window), inside_chain)
+        if form is None:
             return False
-        rest = shape.group("rest")
-        intl = shape.group("cc") is not None or shape.group("plus") is not None
-        seps = set(rest.translate(_DROP_DIGITS) if rest.isascii() else _DIGIT_GROUP.sub("", rest))
-        bare = not seps and not intl and shape.group("area2") is None
-        if inside_chain and " " in seps and not intl:
-            # "0510 5100" inside "2720 1051 0510 5100": a national number written with
-            # spaces must be the whole space-joined chain, or where would it start?
+        intl, bare, date_from = form
+        if date_from >= 0 and _DATE_OPENING.match(window, date_from):
             return False
-        if seps:
-            groups = rest.split(next(iter(seps))) if len(seps) == 1 else _NON_DIGITS.split(rest)
-            if seps <= {" ", "-"}:
-                if len(groups) > 1 and len(groups[0]) > 6 and not intl:
-                    return False
-            elif seps == {"."}:
-                if rest.count(".") < 2 or any(len(g) > 4 for g in groups):
-                    return False
-                if not intl and len(groups) == 4 and all(len(g) <= 3 for g in groups):
-                    return False  # an IPv4 address
-            elif seps == {"/"}:
-                if rest.count("/") != 1:
-                    return False
-            else:
-                return False
-            if any(len(g) > 8 for g in groups):
-                return False
-            if not intl and shape.group("area2") is None and _DATE_OPENING.match(rest):
-                return False
         # the shape allows only digits and these separators
         digits = _ascii_digits(window.translate(_DROP_PHONE_SEPARATORS))
         if not intl and digits.startswith("00") and len(digits) >= 10:
@@ -905,9 +882,24 @@ class _RegionRule:
 
 
 def _card_window(
-    text: str, starts: list[int], ends: list[int], seps: list[str], i: int, right_ok: bool
+    text: str, starts: list[int], ends: list[int], candidates: tuple[int, ...], i: int
 ) -> int | None:
-    """Index of the last group of the longest card number starting at group ``i``."""
+    """Index of the last group of the longest card number starting at group ``i``, of
+    the ``candidates`` the run's shape allows (longest first)."""
+    start = starts[i]
+    for j in candidates:
+        # card groups are joined by spaces or hyphens only
+        digits = _ascii_digits(text[start : ends[j]].translate(_DROP_PHONE_SEPARATORS))
+        if _card_number_ok(digits):
+            return j
+    return None
+
+
+def _card_candidates(
+    starts: Sequence[int], ends: Sequence[int], seps: Sequence[str], i: int, right_ok: bool
+) -> tuple[int, ...]:
+    """Last groups of the card-shaped windows starting at group ``i``, longest first: the
+    length, layout and boundaries fit; the digits are still to be checked."""
     last = len(starts) - 1
     reach: list[tuple[int, int]] = []
     total = 0
@@ -918,18 +910,118 @@ def _card_window(
         if total > 19:
             break
         reach.append((j, total))
+    found: list[int] = []
     for j, total in reversed(reach):
         if total < 13:
-            return None
+            break
         if not (right_ok if j == last else _card_boundary(seps[j])):
             continue
         layout = tuple(ends[k] - starts[k] for k in range(i, j + 1))
-        if not _card_layout_ok(layout):
-            continue
-        digits = _ascii_digits("".join(text[starts[k] : ends[k]] for k in range(i, j + 1)))
-        if _card_number_ok(digits):
-            return j
-    return None
+        if _card_layout_ok(layout):
+            found.append(j)
+    return tuple(found)
+
+
+# --- shapes: what a run of digits and separators looks like, without its digits --------
+# The structural checks (which windows of a run may hold a card or a phone number, and
+# how a phone number is written) depend only on where digits and separators sit, so
+# they are worked out once per shape. A shape holds no digit of the text: every digit is
+# "0" in it. Only these shapes are cached, never what the text said.
+
+_SHAPE_DIGITS: Final = str.maketrans("123456789", "000000000")
+_ANY_DIGIT: Final = re.compile(r"\d")
+_SHAPE_CACHE_MAX: Final = 4096
+_RunPlan = tuple[
+    tuple[int, ...], tuple[int, ...], tuple[str, ...], tuple[int, ...], tuple[tuple[int, ...], ...]
+]
+_RUN_PLANS: dict[tuple[str, bool], _RunPlan] = {}
+
+
+def _shape(chars: str) -> str:
+    """``chars`` with every decimal digit written as "0"."""
+    return chars.translate(_SHAPE_DIGITS) if chars.isascii() else _ANY_DIGIT.sub("0", chars)
+
+
+_PhoneForm = tuple[bool, bool, int]
+_PHONE_FORMS: dict[tuple[str, bool], _PhoneForm | None] = {}
+
+
+def _phone_form(shape: str, inside_chain: bool) -> _PhoneForm | None:
+    """How a phone number of this shape is written: (international, bare digits, where
+    the national part starts when it must not open with a date, else -1); None when no
+    phone number is written so."""
+    key = (shape, inside_chain)
+    try:
+        return _PHONE_FORMS[key]
+    except KeyError:
+        pass
+    form = _read_phone_form(shape, inside_chain)
+    if len(_PHONE_FORMS) >= _SHAPE_CACHE_MAX:
+        _PHONE_FORMS.clear()
+    _PHONE_FORMS[key] = form
+    return form
+
+
+def _read_phone_form(window: str, inside_chain: bool) -> _PhoneForm | None:
+    shape = _PHONE_SHAPE.fullmatch(window)
+    if shape is None:
+        return None
+    rest = shape.group("rest")
+    intl = shape.group("cc") is not None or shape.group("plus") is not None
+    seps = set(rest.translate(_DROP_DIGITS))
+    bare = not seps and not intl and shape.group("area2") is None
+    if inside_chain and " " in seps and not intl:
+        # "0510 5100" inside "2720 1051 0510 5100": a national number written with
+        # spaces must be the whole space-joined chain, or where would it start?
+        return None
+    date_from = -1
+    if seps:
+        groups = rest.split(next(iter(seps))) if len(seps) == 1 else _NON_DIGITS.split(rest)
+        if seps <= {" ", "-"}:
+            if len(groups) > 1 and len(groups[0]) > 6 and not intl:
+                return None
+        elif seps == {"."}:
+            if rest.count(".") < 2 or any(len(g) > 4 for g in groups):
+                return None
+            if not intl and len(groups) == 4 and all(len(g) <= 3 for g in groups):
+                return None  # an IPv4 address
+        elif seps == {"/"}:
+            if rest.count("/") != 1:
+                return None
+        else:
+            return None
+        if any(len(g) > 8 for g in groups):
+            return None
+        if not intl and shape.group("area2") is None:
+            date_from = shape.start("rest")
+    return intl, bare, date_from
+
+
+def _run_plan(shape: str, right_ok: bool) -> _RunPlan:
+    """A run's groups (offsets within the run), its separators, its digits from each
+    group on, and for each group the card windows its shape allows."""
+    key = (shape, right_ok)
+    plan = _RUN_PLANS.get(key)
+    if plan is not None:
+        return plan
+    starts: list[int] = []
+    ends: list[int] = []
+    for g in _DIGIT_GROUP.finditer(shape):
+        starts.append(g.start())
+        ends.append(g.end())
+    seps = tuple(shape[ends[k] : starts[k + 1]] for k in range(len(starts) - 1))
+    digits_from = [0] * (len(starts) + 1)
+    for k in range(len(starts) - 1, -1, -1):
+        digits_from[k] = digits_from[k + 1] + ends[k] - starts[k]
+    cards = tuple(
+        _card_candidates(starts, ends, seps, i, right_ok) if digits_from[i] >= 13 else ()
+        for i in range(len(starts))
+    )
+    plan = (tuple(starts), tuple(ends), seps, tuple(digits_from), cards)
+    if len(_RUN_PLANS) >= _SHAPE_CACHE_MAX:
+        _RUN_PLANS.clear()
+    _RUN_PLANS[key] = plan
+    return plan
 
 
 def _run_start(text: str, rs: int, left_ok: bool) -> int | None:
@@ -949,7 +1041,9 @@ def _run_start(text: str, rs: int, left_ok: bool) -> int | None:
     return start
 
 
-def _ambiguous_chain(seps: list[str], starts: list[int], ends: list[int], i: int, j: int) -> bool:
+def _ambiguous_chain(
+    seps: Sequence[str], starts: list[int], ends: list[int], i: int, j: int
+) -> bool:
     """Whether groups ``i..j`` sit inside a longer chain of space-joined groups, so that
     nothing tells where a number written with spaces would start or end: "0510 5100"
     inside "2720 1051 0510 5100". A neighbour that belongs to another token ("2026-03-01",
