@@ -315,6 +315,34 @@ def test_non_strings_are_bad_format(cipher: FieldCipher, value: Any) -> None:
     assert not cipher.is_encrypted(value)
 
 
+def test_decrypt_follows_key_changes_made_after_the_cipher(keyring: Keyring) -> None:
+    # decrypt keeps an index of the usable keys by header; it must follow the keyring.
+    cipher = FieldCipher(keyring)
+    old = cipher.encrypt(PAN, context=CTX)
+    assert cipher.decrypt(old, context=CTX) == PAN
+    keyring.add(Key("k3", bytes(range(50, 82))))
+    keyring.promote("k3")
+    new = cipher.encrypt(PAN, context=CTX)
+    assert cipher.key_id_of(new) == "k3"
+    assert cipher.decrypt(new, context=CTX) == PAN
+    keyring.retire("k1", remaining=0)
+    with pytest.raises(RetiredKey):
+        cipher.decrypt(old, context=CTX)
+    keyring.reactivate("k1")
+    assert cipher.decrypt(old, context=CTX) == PAN
+    other = FieldCipher(Keyring([Key("k9", KEY1)], primary="k9"))
+    with pytest.raises(UnknownKey):
+        cipher.decrypt(other.encrypt(PAN, context=CTX), context=CTX)
+
+
+@pytest.mark.parametrize(
+    "value", ["pg1.g.k1.a.b", "pg1.g.k1.", "x.pg1.g.k1.AAAA", "pg1.s.k1.AAAAAAAAAAAAAAAAAAAAAA=="]
+)
+def test_decrypt_fast_path_refuses_what_the_format_refuses(cipher: FieldCipher, value: str) -> None:
+    with pytest.raises(BadFormat):
+        cipher.decrypt(value, context=CTX)
+
+
 def test_key_id_of_rejects_plaintext_without_echo(cipher: FieldCipher) -> None:
     with pytest.raises(BadFormat) as info:
         cipher.key_id_of("jane.doe@example.com")
@@ -408,6 +436,18 @@ def test_encrypt_draws_its_nonce_from_the_pool(
     monkeypatch.setattr("privguard._crypto._cipher.NONCE_POOL", _format.NONCE_POOL)
     token = cipher.encrypt(PAN, context=CTX)
     assert token == cipher._encrypt_with_nonce(PAN, context=CTX, nonce=nonce)
+
+
+def test_a_refill_is_one_batch_of_distinct_nonces(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = b"".join(i.to_bytes(12, "big") for i in range(1024))  # distinct 12-byte pieces
+    monkeypatch.setattr(_format.os, "urandom", lambda n: batch[:n])
+    monkeypatch.setattr(_format, "NONCE_POOL", [])
+    first = _format.refill_nonces()
+    nonces = [first, *_format.NONCE_POOL]
+    assert len(nonces) == 1024
+    assert all(len(n) == 12 for n in nonces)
+    assert sorted(nonces) == sorted(batch[i : i + 12] for i in range(0, len(batch), 12))
+    assert len(set(nonces)) == 1024
 
 
 def test_nonce_seam_checks_length(cipher: FieldCipher) -> None:

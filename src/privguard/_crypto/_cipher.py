@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from binascii import b2a_base64
+from collections.abc import Mapping
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -28,6 +29,7 @@ from ._format import (
     NoPickle,
     b64url,
     decode_payload,
+    header,
     is_protected,
     is_valid_key_id,
     lp,
@@ -87,6 +89,18 @@ def _open(keyring: Keyring, value: str, alg: str) -> tuple[_Entry, bytes]:
     return entry, raw
 
 
+def _header_index(usable: Mapping[str, _Entry], alg: str) -> _HeaderIndex:
+    """For one state of ``Keyring._usable``: its entries by value header without the last
+    dot (``pg1.g.k2026a``), the part ``str.rpartition(".")`` splits off a value."""
+    return usable, {header(alg, e.key_id)[:-1]: e for e in usable.values()}
+
+
+# Keyring._usable is replaced, never changed in place, whenever a key is added, retired
+# or reactivated, so (that dict, index) pairs are never stale: a cipher compares its
+# pair's dict with the keyring's current one by identity and rebuilds on a change.
+_HeaderIndex = tuple[Mapping[str, _Entry], dict[str, _Entry]]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EncryptionContext:
     """Where an encrypted value lives; bound to the ciphertext as associated data.
@@ -132,12 +146,13 @@ class FieldCipher(NoPickle):
         assert cipher.decrypt(stored, context=ctx) == "4111111111111111"
     """
 
-    __slots__ = ("_keyring",)
+    __slots__ = ("_index", "_keyring")
 
     def __init__(self, keyring: Keyring) -> None:
         if not isinstance(keyring, Keyring):
             raise TypeError("FieldCipher needs a Keyring")
         self._keyring = keyring
+        self._index = _header_index(keyring._usable, ALG_GCM)
 
     @property
     def keyring(self) -> Keyring:
@@ -147,7 +162,8 @@ class FieldCipher(NoPickle):
         """Encrypt under the primary key. Raises :class:`AlreadyEncrypted` for a value
         that is already a privguard ciphertext, token or pseudonym."""
         # The hot path: everything that does not depend on the plaintext is precomputed
-        # (header text, AAD prefixes, the AESGCM object); nonces come from a pool.
+        # (header text, AAD prefixes, the AESGCM object); nonces come from a pool. See
+        # docs/encryption.md (Performance) for what each step costs.
         if plaintext.startswith(PREFIX):
             _refuse_protected(plaintext)
         entry = self._keyring._primary
@@ -162,9 +178,11 @@ class FieldCipher(NoPickle):
         except IndexError:
             nonce = refill_nonces()
         sealed = entry.gcm.encrypt(nonce, data, entry.g_aad + context._aad)
-        return entry.g_header + b2a_base64(nonce + sealed, newline=False).translate(
-            B64URL_TABLE
-        ).decode("ascii")
+        # base64 is ASCII, so the default (UTF-8) decode gives the same text, a bit faster.
+        return (
+            entry.g_header
+            + b2a_base64(nonce + sealed, newline=False).translate(B64URL_TABLE).decode()
+        )
 
     def _encrypt_with_nonce(
         self, plaintext: str, *, context: EncryptionContext, nonce: bytes
@@ -183,7 +201,20 @@ class FieldCipher(NoPickle):
     def decrypt(self, token: str, *, context: EncryptionContext) -> str:
         """Decrypt, or raise :class:`BadFormat`, :class:`UnknownKey`, :class:`RetiredKey`
         or :class:`AuthenticationFailed` (tampered, or another context or key)."""
-        entry, raw = _open(self._keyring, token, ALG_GCM)
+        # Fast path: the text before the last dot names a usable key ("pg1.g.k2026a").
+        # Anything else, including a non-str, takes _open, which says what is wrong.
+        keyring = self._keyring
+        usable, by_header = self._index
+        if usable is not keyring._usable:
+            self._index = usable, by_header = _header_index(keyring._usable, ALG_GCM)
+        try:
+            head, _, payload = token.rpartition(".")
+        except (AttributeError, TypeError):
+            head = payload = ""
+        entry = by_header.get(head)
+        raw = None if entry is None else decode_payload(ALG_GCM, payload)
+        if entry is None or raw is None:
+            entry, raw = _open(keyring, token, ALG_GCM)
         try:
             data = entry.gcm.decrypt(raw[:NONCE_SIZE], raw[NONCE_SIZE:], entry.g_aad + context._aad)
         except InvalidTag:
@@ -224,15 +255,24 @@ class FieldCipher(NoPickle):
 
 
 @functools.lru_cache(maxsize=4096)
-def _token_binding(tenant: str, field: str, purpose: str) -> bytes:
+def _token_aad(key_aad: bytes, tenant: str, field: str, purpose: str) -> bytes:
+    """The associated data of a token: the key's header, then the binding."""
     return (
-        _opaque_id(tenant, "tenant") + _opaque_id(field, "field") + _opaque_id(purpose, "purpose")
+        key_aad
+        + _opaque_id(tenant, "tenant")
+        + _opaque_id(field, "field")
+        + _opaque_id(purpose, "purpose")
     )
 
 
 @functools.lru_cache(maxsize=4096)
-def _pseudonym_binding(tenant: str, namespace: str) -> bytes:
-    return _opaque_id(tenant, "tenant") + _opaque_id(namespace, "namespace", allow_empty=True)
+def _pseudonym_prefix(key_aad: bytes, tenant: str, namespace: str) -> bytes:
+    """What the MAC reads before the value: the key's header, then the binding."""
+    return (
+        key_aad
+        + _opaque_id(tenant, "tenant")
+        + _opaque_id(namespace, "namespace", allow_empty=True)
+    )
 
 
 class Tokenizer(NoPickle):
@@ -259,15 +299,19 @@ class Tokenizer(NoPickle):
 
     @staticmethod
     def _seal(entry: _Entry, plaintext: str, tenant: str, field: str, purpose: str) -> str:
-        data = _utf8(plaintext, "plaintext")
-        aad = entry.s_aad + _token_binding(tenant, field, purpose)
-        return entry.s_header + b64url(entry.siv.encrypt(data, [aad]))
+        try:
+            data: bytes | None = plaintext.encode()
+        except UnicodeEncodeError:
+            data = None
+        if data is None:
+            raise CryptoError("plaintext is not valid Unicode text (it has a lone surrogate)")
+        sealed = entry.siv.encrypt(data, [_token_aad(entry.s_aad, tenant, field, purpose)])
+        return entry.s_header + b2a_base64(sealed, newline=False).translate(B64URL_TABLE).decode()
 
     def detokenize(self, token: str, *, tenant: str, field: str, purpose: str) -> str:
         entry, raw = _open(self._keyring, token, ALG_SIV)
-        aad = entry.s_aad + _token_binding(tenant, field, purpose)
         try:
-            data = entry.siv.decrypt(raw, [aad])
+            data = entry.siv.decrypt(raw, [_token_aad(entry.s_aad, tenant, field, purpose)])
         except InvalidTag:
             raise AuthenticationFailed(
                 f"token under key {entry.key_id!r} failed authentication: tampered, "
@@ -326,9 +370,23 @@ class Pseudonymizer(NoPickle):
 
     @staticmethod
     def _mac(entry: _Entry, value: str, tenant: str, namespace: str) -> str:
-        mac = entry.hmac.copy()
-        mac.update(entry.h_aad + _pseudonym_binding(tenant, namespace) + lp(_utf8(value, "value")))
-        return entry.h_header + b64url(mac.digest())
+        try:
+            data: bytes | None = value.encode()
+        except UnicodeEncodeError:
+            data = None
+        if data is None:
+            raise CryptoError("value is not valid Unicode text (it has a lone surrogate)")
+        # HMAC(K, m) = SHA-256(K ^ opad || SHA-256(K ^ ipad || m)), from the pre-keyed states.
+        inner = entry.h_inner.copy()
+        inner.update(_pseudonym_prefix(entry.h_aad, tenant, namespace))
+        inner.update(len(data).to_bytes(4, "big"))
+        inner.update(data)
+        outer = entry.h_outer.copy()
+        outer.update(inner.digest())
+        return (
+            entry.h_header
+            + b2a_base64(outer.digest(), newline=False).translate(B64URL_TABLE).decode()
+        )
 
     def pseudonyms_for_lookup(
         self, value: str, *, tenant: str, namespace: str = ""
