@@ -423,7 +423,13 @@ class TextScanner:
             s, e = m.span()
             if e <= floor:
                 continue
-            if iban and s >= 2 and s - 2 >= iban_done and text[s - 1].isalpha():
+            if (
+                iban
+                and s >= 2
+                and s - 2 >= iban_done
+                and text[s - 1].isalpha()
+                and (s == 2 or not text[s - 3].isalnum())  # else part of a longer token
+            ):
                 head = text[s - 2 : s]
                 if head.isascii() and head.isalpha():
                     end = _iban_at(text, s - 2)
@@ -438,16 +444,15 @@ class TextScanner:
                 continue
             # Decisions are made per run, never per stretch: a stretch can grow past the
             # point where a stream has to decide on its runs.
-            if text[s:e].isdigit():
+            chars = text[s:e]
+            if chars.isdigit():
                 contiguous(text, s, e, floor, out)
             else:
-                for r in _NUM_RUN.finditer(text, s, e):
-                    rs, rend = r.span()
-                    chars = text[rs:rend]
-                    if chars.isdigit():
-                        contiguous(text, rs, rend, floor, out)
-                    elif not _never_card_or_phone(chars):
-                        run(text, rs, rend, chars, floor, out)
+                for rs, rend, form, shape in _stretch_runs(_shape(chars)):
+                    if form is _CONTIGUOUS:
+                        contiguous(text, s + rs, s + rend, floor, out)
+                    elif form is _RUN or not _DATE_SHAPES.fullmatch(text, s + rs, s + rend):
+                        run(text, s + rs, s + rend, shape, floor, out)
             if first_only and out:
                 return
 
@@ -488,12 +493,15 @@ class TextScanner:
             out.append(Finding("phone", Categories.PHONE, s, e))
 
     def _run(
-        self, text: str, rs: int, rend: int, chars: str, floor: int, out: list[Finding]
+        self, text: str, rs: int, rend: int, shape: str, floor: int, out: list[Finding]
     ) -> None:
-        """A run of digit groups joined by single separators (``chars``)."""
+        """A run of digit groups joined by single separators; ``shape`` is its shape."""
         right_ok = rend == len(text) or not text[rend].isalnum()
-        plan = _run_plan(_shape(chars), right_ok)
-        rel_starts, rel_ends, seps, digits_from, card_ends = plan
+        # "12-34-56-78-90-ab": a number cannot end where the token goes on
+        after = text[rend : rend + 2]
+        tail_blocked = len(after) == 2 and after[0] in "-/" and after[1].isalnum()
+        plan = _run_plan(shape, right_ok, tail_blocked)
+        rel_starts, rel_ends, digits_from, card_ends, phone_starts, phone_ends = plan
         starts = [rs + x for x in rel_starts]
         ends = [rs + x for x in rel_ends]
         before = text[rs - 1] if rs else ""
@@ -505,19 +513,16 @@ class TextScanner:
         covered: set[int] = set()
         if self._card and first < len(starts) and digits_from[first] >= 13:
             card_left_ok = left_ok and before != "+"  # "+" opens a phone number, never a card
-            self._cards_in_run(
-                starts, ends, seps, card_ends, first, card_left_ok, text, out, covered
-            )
+            self._cards_in_run(starts, ends, card_ends, first, card_left_ok, text, out, covered)
         if self._phone:
             self._phones_in_run(
-                text, rs, starts, ends, seps, first, left_ok, right_ok, out, covered
+                text, rs, starts, ends, phone_starts, phone_ends, first, left_ok, out, covered
             )
 
     def _cards_in_run(
         self,
         starts: list[int],
         ends: list[int],
-        seps: Sequence[str],
         card_ends: Sequence[tuple[int, ...]],
         i: int,
         left_ok: bool,
@@ -527,7 +532,7 @@ class TextScanner:
     ) -> None:
         n = len(starts)
         while i < n:
-            if card_ends[i] and (left_ok if i == 0 else _card_boundary(seps[i - 1])):
+            if card_ends[i] and (left_ok or i > 0):
                 found = _card_window(text, starts, ends, card_ends[i], i)
                 if found is not None:
                     out.append(Finding("card", Categories.CARD, starts[i], ends[found]))
@@ -542,10 +547,10 @@ class TextScanner:
         rs: int,
         starts: list[int],
         ends: list[int],
-        seps: Sequence[str],
+        phone_starts: Sequence[int | None],
+        phone_ends: Sequence[tuple[tuple[int, int, bool], ...]],
         i: int,
         left_ok: bool,
-        right_ok: bool,
         out: list[Finding],
         covered: set[int],
     ) -> None:
@@ -561,13 +566,11 @@ class TextScanner:
             if i == 0:
                 wstart = _run_start(text, rs, left_ok)
             elif not (i == 1 and plus_lead):
-                sep = seps[i - 1]
-                if sep == " ":
-                    wstart = starts[i]
-                elif sep == " (":
-                    wstart = starts[i] - 1
-            if wstart is not None:
-                found = self._phone_window(text, starts, ends, seps, i, wstart, right_ok, covered)
+                delta = phone_starts[i]
+                if delta is not None:
+                    wstart = starts[i] + delta
+            if wstart is not None and phone_ends[i]:
+                found = self._phone_window(text, starts, ends, phone_ends[i], i, wstart, covered)
                 if found is not None:
                     out.append(Finding("phone", Categories.PHONE, wstart, ends[found]))
                     i = found + 1
@@ -579,21 +582,15 @@ class TextScanner:
         text: str,
         starts: list[int],
         ends: list[int],
-        seps: Sequence[str],
+        candidates: tuple[tuple[int, int, bool], ...],
         i: int,
         wstart: int,
-        right_ok: bool,
         covered: set[int],
     ) -> int | None:
-        """Index of the last group of the longest phone number starting at group ``i``."""
-        last = len(starts) - 1
-        top = i
-        digits = ends[i] - starts[i]
-        while top < last and top + 1 - i < _MAX_PHONE_GROUPS and top + 1 not in covered:
-            if digits + ends[top + 1] - starts[top + 1] > 17:
-                break
-            top += 1
-            digits += ends[top] - starts[top]
+        """Index of the last group of the longest phone number starting at group ``i``,
+        of the ``candidates`` (last group, digits, inside a chain) its shape allows."""
+        # A number never reaches into a card found before it.
+        limit = min([k for k in covered if k > i], default=len(starts)) - 1 if covered else i + 7
         # How many digits a number may have, as written: "+" and 7-15 digits, "00" and
         # 7-15 more, or a national number of 8-12 digits.
         if text[wstart] == "+":
@@ -602,24 +599,12 @@ class TextScanner:
             low, high = 8, 17
         else:
             low, high = 8, 12
-        for j in range(top, i - 1, -1):
-            if j < top:
-                digits -= ends[j + 1] - starts[j + 1]
+        for j, digits, chain in candidates:
             if digits < low:
                 return None
-            if digits > high:
+            if digits > high or j > limit:
                 continue
-            end = ends[j]
-            if j == last:
-                if not right_ok:
-                    continue
-                after = text[end : end + 2]
-                if after[:1] in ("-", "/") and len(after) == 2 and after[1].isalnum():
-                    continue
-            elif seps[j] != " ":
-                continue
-            chain = " " in text[wstart:end] and _ambiguous_chain(seps, starts, ends, i, j)
-            if self._is_phone(text, wstart, end, chain):
+            if self._is_phone(text, wstart, ends[j], chain):
                 return j
         return None
 
@@ -932,9 +917,14 @@ _SHAPE_DIGITS: Final = str.maketrans("123456789", "000000000")
 _ANY_DIGIT: Final = re.compile(r"\d")
 _SHAPE_CACHE_MAX: Final = 4096
 _RunPlan = tuple[
-    tuple[int, ...], tuple[int, ...], tuple[str, ...], tuple[int, ...], tuple[tuple[int, ...], ...]
+    tuple[int, ...],  # where each group starts, within the run
+    tuple[int, ...],  # where each group ends
+    tuple[int, ...],  # digits from each group on
+    tuple[tuple[int, ...], ...],  # card windows from each group: their last groups
+    tuple[int | None, ...],  # where a phone number from each group would start (offset)
+    tuple[tuple[tuple[int, int, bool], ...], ...],  # its possible ends: group, digits, chain
 ]
-_RUN_PLANS: dict[tuple[str, bool], _RunPlan] = {}
+_RUN_PLANS: dict[tuple[str, bool, bool], _RunPlan] = {}
 
 
 def _shape(chars: str) -> str:
@@ -997,10 +987,46 @@ def _read_phone_form(window: str, inside_chain: bool) -> _PhoneForm | None:
     return intl, bare, date_from
 
 
-def _run_plan(shape: str, right_ok: bool) -> _RunPlan:
-    """A run's groups (offsets within the run), its separators, its digits from each
-    group on, and for each group the card windows its shape allows."""
-    key = (shape, right_ok)
+def _phone_candidates(
+    shape: str,
+    starts: Sequence[int],
+    ends: Sequence[int],
+    seps: Sequence[str],
+    i: int,
+    right_ok: bool,
+    tail_blocked: bool,
+) -> tuple[tuple[int, int, bool], ...]:
+    """Where a phone number starting at group ``i`` may end, longest first: (last group,
+    digits, inside a longer space-joined chain). At most seven groups and 17 digits; at
+    a space, or at the run's end when the token ends there."""
+    last = len(starts) - 1
+    top = i
+    digits = ends[i] - starts[i]
+    while top < last and top + 1 - i < _MAX_PHONE_GROUPS:
+        if digits + ends[top + 1] - starts[top + 1] > 17:
+            break
+        top += 1
+        digits += ends[top] - starts[top]
+    found: list[tuple[int, int, bool]] = []
+    for j in range(top, i - 1, -1):
+        if j < top:
+            digits -= ends[j + 1] - starts[j + 1]
+        if digits < 7:
+            break  # fewer than any number has
+        if j == last:
+            if not right_ok or tail_blocked:
+                continue
+        elif seps[j] != " ":
+            continue
+        chain = " " in shape[starts[i] : ends[j]] and _ambiguous_chain(seps, starts, ends, i, j)
+        found.append((j, digits, chain))
+    return tuple(found)
+
+
+def _run_plan(shape: str, right_ok: bool, tail_blocked: bool) -> _RunPlan:
+    """A run's groups (offsets within the run), its digits from each group on, and for
+    each group the card and phone windows its shape allows, longest first."""
+    key = (shape, right_ok, tail_blocked)
     plan = _RUN_PLANS.get(key)
     if plan is not None:
         return plan
@@ -1013,11 +1039,20 @@ def _run_plan(shape: str, right_ok: bool) -> _RunPlan:
     digits_from = [0] * (len(starts) + 1)
     for k in range(len(starts) - 1, -1, -1):
         digits_from[k] = digits_from[k + 1] + ends[k] - starts[k]
+    n = len(starts)
     cards = tuple(
-        _card_candidates(starts, ends, seps, i, right_ok) if digits_from[i] >= 13 else ()
-        for i in range(len(starts))
+        _card_candidates(starts, ends, seps, i, right_ok)
+        if digits_from[i] >= 13 and (i == 0 or _card_boundary(seps[i - 1]))
+        else ()
+        for i in range(n)
     )
-    plan = (tuple(starts), tuple(ends), seps, tuple(digits_from), cards)
+    # A phone number starts at the run's start (decided on the text before it), after
+    # a space, or at the "(" after one.
+    phone_starts = tuple(0 if i == 0 else {" ": 0, " (": -1}.get(seps[i - 1]) for i in range(n))
+    phone_ends = tuple(
+        _phone_candidates(shape, starts, ends, seps, i, right_ok, tail_blocked) for i in range(n)
+    )
+    plan = (tuple(starts), tuple(ends), tuple(digits_from), cards, phone_starts, phone_ends)
     if len(_RUN_PLANS) >= _SHAPE_CACHE_MAX:
         _RUN_PLANS.clear()
     _RUN_PLANS[key] = plan
@@ -1042,7 +1077,7 @@ def _run_start(text: str, rs: int, left_ok: bool) -> int | None:
 
 
 def _ambiguous_chain(
-    seps: Sequence[str], starts: list[int], ends: list[int], i: int, j: int
+    seps: Sequence[str], starts: Sequence[int], ends: Sequence[int], i: int, j: int
 ) -> bool:
     """Whether groups ``i..j`` sit inside a longer chain of space-joined groups, so that
     nothing tells where a number written with spaces would start or end: "0510 5100"
@@ -1060,21 +1095,51 @@ def _ambiguous_chain(
     return j < last and seps[j] == " " and continues(j + 1, j + 1 if j + 1 < last else None)
 
 
-def _never_card_or_phone(run: str) -> bool:
+_CONTIGUOUS: Final = "contiguous"  # a run of digits alone
+_RUN: Final = "run"  # a run of digit groups
+_RUN_UNLESS_DATE: Final = "run unless a date"  # one, unless its digits make a date
+_StretchRuns = tuple[tuple[int, int, str, str], ...]
+_STRETCH_RUNS: dict[str, _StretchRuns] = {}
+
+
+def _stretch_runs(shape: str) -> _StretchRuns:
+    """The runs in a stretch of this shape that may hold a card or a phone number:
+    (start, end, what to do, the run's shape), offsets within the stretch."""
+    runs = _STRETCH_RUNS.get(shape)
+    if runs is not None:
+        return runs
+    found: list[tuple[int, int, str, str]] = []
+    for r in _NUM_RUN.finditer(shape):
+        run = r.group()
+        if run.isdigit():
+            found.append((r.start(), r.end(), _CONTIGUOUS, run))
+            continue
+        form = _run_form(run)
+        if form is not None:
+            found.append((r.start(), r.end(), form, run))
+    runs = tuple(found)
+    if len(_STRETCH_RUNS) >= _SHAPE_CACHE_MAX:
+        _STRETCH_RUNS.clear()
+    _STRETCH_RUNS[shape] = runs
+    return runs
+
+
+def _run_form(shape: str) -> str | None:
     """Cheap verdicts on common runs that hold neither a card nor a phone number:
-    decimals, versions, IP addresses, dates. Only sure cases: the rest goes on to the
-    full checks."""
-    if "." in run and not any(c in run for c in " -/()"):
-        groups = run.split(".")
-        return (
+    decimals, versions, IP addresses, dates. None when a run of this shape never holds
+    one; else whether its digits may still make it a date (checked on the text)."""
+    if "." in shape and not any(c in shape for c in " -/()"):
+        groups = shape.split(".")
+        if (
             len(groups) < 3
             or any(len(g) > 4 for g in groups)
             or (len(groups) == 4 and all(len(g) <= 3 for g in groups))
-            or _DATE_SHAPES.fullmatch(run) is not None
-        )
-    if "/" in run and not any(c in run for c in " -.()"):
-        return run.count("/") > 1
-    return _DATE_SHAPES.fullmatch(run) is not None
+        ):
+            return None
+        return _RUN_UNLESS_DATE
+    if "/" in shape and not any(c in shape for c in " -.()"):
+        return None if shape.count("/") > 1 else _RUN
+    return _RUN_UNLESS_DATE
 
 
 def _iban_at(text: str, start: int) -> int | None:
