@@ -153,8 +153,11 @@ def _card_number_ok(digits: str) -> bool:
 _SEP: Final = r"(?:[ \-./]|\)[ \-.]?|[ \-.]?\()"
 # The one scan over the whole text. It starts with \d, so the regex engine skips
 # everything else in C, and finds: stretches of digits and separators of at least seven
-# characters (cards, phones), and two digits right after two letters (IBAN check digits).
-_DIGIT_SCAN: Final = re.compile(r"\d(?:[\d \-./()]{5,}\d|(?<=[A-Za-z]{2}\d)\d)")
+# characters (cards, phones), and two digits right after two letters that open a token
+# (IBAN check digits; not the inside of a hex id, which no IBAN can be).
+_DIGIT_SCAN: Final = re.compile(
+    r"\d(?:[\d \-./()]{5,}\d|(?<![A-Za-z0-9][A-Za-z]{2}\d)(?<=[A-Za-z]{2}\d)\d)"
+)
 # Within a stretch: a run of at least seven digit groups joined by single separators.
 _NUM_RUN: Final = re.compile(rf"\d(?:{_SEP}?\d){{6,}}")
 _DIGIT_GROUP: Final = re.compile(r"\d+")
@@ -548,7 +551,7 @@ class TextScanner:
         starts: list[int],
         ends: list[int],
         phone_starts: Sequence[int | None],
-        phone_ends: Sequence[tuple[tuple[int, int, bool], ...]],
+        phone_ends: Sequence[_PhoneEnds],
         i: int,
         left_ok: bool,
         out: list[Finding],
@@ -563,14 +566,20 @@ class TextScanner:
             # Where a number starting at group i begins (with its "+" or "("), if it can:
             # at the run's start, or after a space; never right after "+CC".
             wstart: int | None = None
+            opener = _NO_OPENER
             if i == 0:
                 wstart = _run_start(text, rs, left_ok)
+                if wstart is not None and wstart < rs:
+                    opener = _PLUS if plus_lead else _PAREN
             elif not (i == 1 and plus_lead):
                 delta = phone_starts[i]
                 if delta is not None:
                     wstart = starts[i] + delta
+                    opener = _PAREN if delta else _NO_OPENER
             if wstart is not None and phone_ends[i]:
-                found = self._phone_window(text, starts, ends, phone_ends[i], i, wstart, covered)
+                found = self._phone_window(
+                    text, starts, ends, phone_ends[i], i, wstart, opener, covered
+                )
                 if found is not None:
                     out.append(Finding("phone", Categories.PHONE, wstart, ends[found]))
                     i = found + 1
@@ -582,41 +591,39 @@ class TextScanner:
         text: str,
         starts: list[int],
         ends: list[int],
-        candidates: tuple[tuple[int, int, bool], ...],
+        candidates: _PhoneEnds,
         i: int,
         wstart: int,
+        opener: int,
         covered: set[int],
     ) -> int | None:
-        """Index of the last group of the longest phone number starting at group ``i``,
-        of the ``candidates`` (last group, digits, inside a chain) its shape allows."""
+        """Index of the last group of the longest phone number starting at group ``i``
+        at ``wstart``, of the ``candidates`` its shape allows."""
         # A number never reaches into a card found before it.
         limit = min([k for k in covered if k > i], default=len(starts)) - 1 if covered else i + 7
         # How many digits a number may have, as written: "+" and 7-15 digits, "00" and
         # 7-15 more, or a national number of 8-12 digits.
-        if text[wstart] == "+":
+        if opener == _PLUS:
             low, high = 7, 15
         elif text.startswith("00", starts[i]):
             low, high = 8, 17
         else:
             low, high = 8, 12
-        for j, digits, chain in candidates:
+        for j, digits, forms in candidates:
             if digits < low:
                 return None
             if digits > high or j > limit:
                 continue
-            if self._is_phone(text, wstart, ends[j], chain):
+            form = forms[opener]
+            if form is not None and self._is_phone(text, wstart, ends[j], form):
                 return j
         return None
 
-    def _is_phone(self, text: str, start: int, end: int, inside_chain: bool) -> bool:
+    def _is_phone(self, text: str, start: int, end: int, form: _PhoneForm) -> bool:
+        """Whether ``text[start:end]``, written in ``form``, holds a phone number."""
+        intl, bare, date_from, skip = form
+        start += skip
         window = text[start:end]
-        if window[0] == "(" and ")" not in window:
-            window = window[1:]
-            start += 1
-        form = _phone_form(_shape(window), inside_chain)
-        if form is None:
-            return False
-        intl, bare, date_from = form
         if date_from >= 0 and _DATE_OPENING.match(window, date_from):
             return False
         # the shape allows only digits and these separators
@@ -916,13 +923,22 @@ def _card_candidates(
 _SHAPE_DIGITS: Final = str.maketrans("123456789", "000000000")
 _ANY_DIGIT: Final = re.compile(r"\d")
 _SHAPE_CACHE_MAX: Final = 4096
+# How a phone number is written: (international, bare digits, where the national part
+# starts when it must not open with a date or -1, characters to skip: an unclosed "(").
+_PhoneForm = tuple[bool, bool, int, int]
+# Where a phone number may end: (last group, digits, its form after no opener, "+", "(").
+_PhoneEnds = tuple[tuple[int, int, tuple[_PhoneForm | None, ...]], ...]
+_NO_OPENER: Final = 0
+_PLUS: Final = 1
+_PAREN: Final = 2
+
 _RunPlan = tuple[
     tuple[int, ...],  # where each group starts, within the run
     tuple[int, ...],  # where each group ends
     tuple[int, ...],  # digits from each group on
     tuple[tuple[int, ...], ...],  # card windows from each group: their last groups
     tuple[int | None, ...],  # where a phone number from each group would start (offset)
-    tuple[tuple[tuple[int, int, bool], ...], ...],  # its possible ends: group, digits, chain
+    tuple[_PhoneEnds, ...],  # where such a number may end
 ]
 _RUN_PLANS: dict[tuple[str, bool, bool], _RunPlan] = {}
 
@@ -932,27 +948,17 @@ def _shape(chars: str) -> str:
     return chars.translate(_SHAPE_DIGITS) if chars.isascii() else _ANY_DIGIT.sub("0", chars)
 
 
-_PhoneForm = tuple[bool, bool, int]
-_PHONE_FORMS: dict[tuple[str, bool], _PhoneForm | None] = {}
+def _phone_form(window: str, inside_chain: bool) -> _PhoneForm | None:
+    """How a phone number of shape ``window`` is written; None when none is so."""
+    skip = 0
+    if window[0] == "(" and ")" not in window:
+        window = window[1:]
+        skip = 1
+    form = _read_phone_form(window, inside_chain)
+    return None if form is None else (*form, skip)
 
 
-def _phone_form(shape: str, inside_chain: bool) -> _PhoneForm | None:
-    """How a phone number of this shape is written: (international, bare digits, where
-    the national part starts when it must not open with a date, else -1); None when no
-    phone number is written so."""
-    key = (shape, inside_chain)
-    try:
-        return _PHONE_FORMS[key]
-    except KeyError:
-        pass
-    form = _read_phone_form(shape, inside_chain)
-    if len(_PHONE_FORMS) >= _SHAPE_CACHE_MAX:
-        _PHONE_FORMS.clear()
-    _PHONE_FORMS[key] = form
-    return form
-
-
-def _read_phone_form(window: str, inside_chain: bool) -> _PhoneForm | None:
+def _read_phone_form(window: str, inside_chain: bool) -> tuple[bool, bool, int] | None:
     shape = _PHONE_SHAPE.fullmatch(window)
     if shape is None:
         return None
@@ -995,10 +1001,10 @@ def _phone_candidates(
     i: int,
     right_ok: bool,
     tail_blocked: bool,
-) -> tuple[tuple[int, int, bool], ...]:
+) -> _PhoneEnds:
     """Where a phone number starting at group ``i`` may end, longest first: (last group,
-    digits, inside a longer space-joined chain). At most seven groups and 17 digits; at
-    a space, or at the run's end when the token ends there."""
+    digits, how it is written after each opener). At most seven groups and 17 digits;
+    at a space, or at the run's end when the token ends there."""
     last = len(starts) - 1
     top = i
     digits = ends[i] - starts[i]
@@ -1007,7 +1013,7 @@ def _phone_candidates(
             break
         top += 1
         digits += ends[top] - starts[top]
-    found: list[tuple[int, int, bool]] = []
+    found: list[tuple[int, int, tuple[_PhoneForm | None, ...]]] = []
     for j in range(top, i - 1, -1):
         if j < top:
             digits -= ends[j + 1] - starts[j + 1]
@@ -1018,8 +1024,11 @@ def _phone_candidates(
                 continue
         elif seps[j] != " ":
             continue
-        chain = " " in shape[starts[i] : ends[j]] and _ambiguous_chain(seps, starts, ends, i, j)
-        found.append((j, digits, chain))
+        window = shape[starts[i] : ends[j]]
+        chain = " " in window and _ambiguous_chain(seps, starts, ends, i, j)
+        forms = tuple(_phone_form(opener + window, chain) for opener in ("", "+", "("))
+        if any(forms):
+            found.append((j, digits, forms))
     return tuple(found)
 
 
