@@ -499,70 +499,51 @@ class TextScanner:
         self, text: str, rs: int, rend: int, shape: str, floor: int, out: list[Finding]
     ) -> None:
         """A run of digit groups joined by single separators; ``shape`` is its shape."""
-        right_ok = rend == len(text) or not text[rend].isalnum()
-        # "12-34-56-78-90-ab": a number cannot end where the token goes on
-        after = text[rend : rend + 2]
-        tail_blocked = len(after) == 2 and after[0] in "-/" and after[1].isalnum()
-        plan = _run_plan(shape, right_ok, tail_blocked)
-        rel_starts, rel_ends, digits_from, card_ends, phone_starts, phone_ends = plan
-        starts = [rs + x for x in rel_starts]
-        ends = [rs + x for x in rel_ends]
+        if rend < len(text):
+            after = text[rend]
+            right_ok = not after.isalnum()
+            # "12-34-56-78-90-ab": a number cannot end where the token goes on
+            tail_blocked = after in "-/" and text[rend + 1 : rend + 2].isalnum()
+        else:
+            right_ok, tail_blocked = True, False
+        key = (shape, right_ok, tail_blocked)
+        plan = _RUN_PLANS.get(key) or _run_plan(*key)
+        starts, ends, digits_from, card_ends, phone_starts, phone_ends = plan  # within run
+        n = len(starts)
         before = text[rs - 1] if rs else ""
         left_ok = not before.isalnum()
         first = 0
         if rs < floor:
-            while first < len(starts) and starts[first] < floor:
+            while first < n and rs + starts[first] < floor:
                 first += 1
-        covered: set[int] = set()
-        if self._card and first < len(starts) and digits_from[first] >= 13:
+        cards: list[tuple[int, int]] = []  # groups i..j of each card found
+        if self._card and first < n and digits_from[first] >= 13:
             card_left_ok = left_ok and before != "+"  # "+" opens a phone number, never a card
-            self._cards_in_run(starts, ends, card_ends, first, card_left_ok, text, out, covered)
-        if self._phone:
-            self._phones_in_run(
-                text, rs, starts, ends, phone_starts, phone_ends, first, left_ok, out, covered
-            )
-
-    def _cards_in_run(
-        self,
-        starts: list[int],
-        ends: list[int],
-        card_ends: Sequence[tuple[int, ...]],
-        i: int,
-        left_ok: bool,
-        text: str,
-        out: list[Finding],
-        covered: set[int],
-    ) -> None:
-        n = len(starts)
-        while i < n:
-            if card_ends[i] and (left_ok or i > 0):
-                found = _card_window(text, starts, ends, card_ends[i], i)
-                if found is not None:
-                    out.append(Finding("card", Categories.CARD, starts[i], ends[found]))
-                    covered.update(range(i, found + 1))
-                    i = found + 1
-                    continue
-            i += 1
-
-    def _phones_in_run(
-        self,
-        text: str,
-        rs: int,
-        starts: list[int],
-        ends: list[int],
-        phone_starts: Sequence[int | None],
-        phone_ends: Sequence[_PhoneEnds],
-        i: int,
-        left_ok: bool,
-        out: list[Finding],
-        covered: set[int],
-    ) -> None:
-        n = len(starts)
-        plus_lead = rs > 0 and text[rs - 1] == "+"
-        while i < n:
-            if i in covered:
+            i = first
+            while i < n:
+                if card_ends[i] and (i > 0 or card_left_ok):
+                    start = rs + starts[i]
+                    found = _card_window(text, start, rs, ends, card_ends[i])
+                    if found is not None:
+                        out.append(Finding("card", Categories.CARD, start, rs + ends[found]))
+                        cards.append((i, found))
+                        i = found + 1
+                        continue
                 i += 1
-                continue
+        if not self._phone:
+            return
+        plus_lead = before == "+"
+        next_card = 0
+        i = first
+        while i < n:
+            limit = n  # a number never reaches into a card found before
+            while next_card < len(cards) and cards[next_card][1] < i:
+                next_card += 1
+            if next_card < len(cards):
+                if cards[next_card][0] <= i:
+                    i = cards[next_card][1] + 1
+                    continue
+                limit = cards[next_card][0] - 1
             # Where a number starting at group i begins (with its "+" or "("), if it can:
             # at the run's start, or after a space; never right after "+CC".
             wstart: int | None = None
@@ -574,50 +555,30 @@ class TextScanner:
             elif not (i == 1 and plus_lead):
                 delta = phone_starts[i]
                 if delta is not None:
-                    wstart = starts[i] + delta
+                    wstart = rs + starts[i] + delta
                     opener = _PAREN if delta else _NO_OPENER
-            if wstart is not None and phone_ends[i]:
-                found = self._phone_window(
-                    text, starts, ends, phone_ends[i], i, wstart, opener, covered
-                )
-                if found is not None:
-                    out.append(Finding("phone", Categories.PHONE, wstart, ends[found]))
-                    i = found + 1
-                    continue
+            candidates = phone_ends[i]
+            if wstart is not None and candidates:
+                # How many digits a number may have, as written: "+" and 7-15 digits,
+                # "00" and 7-15 more, or a national number of 8-12 digits.
+                if opener == _PLUS:
+                    low, high = 7, 15
+                elif text.startswith("00", rs + starts[i]):
+                    low, high = 8, 17
+                else:
+                    low, high = 8, 12
+                # The longest number starting at group i, of those its shape allows.
+                for j, digits, forms in candidates:
+                    if digits < low:
+                        break
+                    if digits > high or j > limit:
+                        continue
+                    form = forms[opener]
+                    if form is not None and self._is_phone(text, wstart, rs + ends[j], form):
+                        out.append(Finding("phone", Categories.PHONE, wstart, rs + ends[j]))
+                        i = j
+                        break
             i += 1
-
-    def _phone_window(
-        self,
-        text: str,
-        starts: list[int],
-        ends: list[int],
-        candidates: _PhoneEnds,
-        i: int,
-        wstart: int,
-        opener: int,
-        covered: set[int],
-    ) -> int | None:
-        """Index of the last group of the longest phone number starting at group ``i``
-        at ``wstart``, of the ``candidates`` its shape allows."""
-        # A number never reaches into a card found before it.
-        limit = min([k for k in covered if k > i], default=len(starts)) - 1 if covered else i + 7
-        # How many digits a number may have, as written: "+" and 7-15 digits, "00" and
-        # 7-15 more, or a national number of 8-12 digits.
-        if opener == _PLUS:
-            low, high = 7, 15
-        elif text.startswith("00", starts[i]):
-            low, high = 8, 17
-        else:
-            low, high = 8, 12
-        for j, digits, forms in candidates:
-            if digits < low:
-                return None
-            if digits > high or j > limit:
-                continue
-            form = forms[opener]
-            if form is not None and self._is_phone(text, wstart, ends[j], form):
-                return j
-        return None
 
     def _is_phone(self, text: str, start: int, end: int, form: _PhoneForm) -> bool:
         """Whether ``text[start:end]``, written in ``form``, holds a phone number."""
@@ -874,15 +835,14 @@ class _RegionRule:
 
 
 def _card_window(
-    text: str, starts: list[int], ends: list[int], candidates: tuple[int, ...], i: int
+    text: str, start: int, rs: int, ends: tuple[int, ...], candidates: tuple[int, ...]
 ) -> int | None:
-    """Index of the last group of the longest card number starting at group ``i``, of
-    the ``candidates`` the run's shape allows (longest first)."""
-    start = starts[i]
+    """Index of the last group of the longest card number starting at ``start``, of the
+    ``candidates`` the run's shape allows (longest first); ``ends`` within the run."""
     for j in candidates:
         # card groups are joined by spaces or hyphens only
-        digits = _ascii_digits(text[start : ends[j]].translate(_DROP_PHONE_SEPARATORS))
-        if _card_number_ok(digits):
+        digits = text[start : rs + ends[j]].translate(_DROP_PHONE_SEPARATORS)
+        if _card_number_ok(digits if digits.isascii() else _ascii_digits(digits)):
             return j
     return None
 
