@@ -449,7 +449,10 @@ class TextScanner:
             # point where a stream has to decide on its runs.
             chars = text[s:e]
             if chars.isdigit():
-                contiguous(text, s, e, floor, out)
+                # Seven to nine digits are a number only after a "+", and no number
+                # has more than 19: most ids and timestamps stop here.
+                if e - s <= 19 and (e - s >= 10 or (s and text[s - 1] == "+")) and s >= floor:
+                    contiguous(text, s, e, floor, out)
             else:
                 for rs, rend, form, shape in _stretch_runs(_shape(chars)):
                     if form is _CONTIGUOUS:
@@ -1064,6 +1067,10 @@ def _ambiguous_chain(
     return j < last and seps[j] == " " and continues(j + 1, j + 1 if j + 1 < last else None)
 
 
+# What _DATE_SHAPES can match, whatever the digits.
+_DATE_LAYOUT: Final = re.compile(
+    r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./](?:\d{2}|\d{4})"
+)
 _CONTIGUOUS: Final = "contiguous"  # a run of digits alone
 _RUN: Final = "run"  # a run of digit groups
 _RUN_UNLESS_DATE: Final = "run unless a date"  # one, unless its digits make a date
@@ -1105,10 +1112,10 @@ def _run_form(shape: str) -> str | None:
             or (len(groups) == 4 and all(len(g) <= 3 for g in groups))
         ):
             return None
-        return _RUN_UNLESS_DATE
+        return _RUN_UNLESS_DATE if _DATE_LAYOUT.fullmatch(shape) else _RUN
     if "/" in shape and not any(c in shape for c in " -.()"):
         return None if shape.count("/") > 1 else _RUN
-    return _RUN_UNLESS_DATE
+    return _RUN_UNLESS_DATE if _DATE_LAYOUT.fullmatch(shape) else _RUN
 
 
 def _iban_at(text: str, start: int) -> int | None:
