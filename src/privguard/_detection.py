@@ -591,7 +591,9 @@ class TextScanner:
         if date_from >= 0 and _DATE_OPENING.match(window, date_from):
             return False
         # the shape allows only digits and these separators
-        digits = _ascii_digits(window.translate(_DROP_PHONE_SEPARATORS))
+        digits = window.translate(_DROP_PHONE_SEPARATORS)
+        if not digits.isascii():
+            digits = _ascii_digits(digits)
         if not intl and digits.startswith("00") and len(digits) >= 10:
             intl, digits = True, digits[2:]
         if intl:
@@ -749,7 +751,17 @@ class _RegionNumbers:
 _PLANS: dict[str, _RegionNumbers] = {}
 
 
+_PLANS_BY_COUNTRY_CODE: dict[int, tuple[_RegionNumbers, ...]] = {}
+
+
 def _plans_for_country_code(country_code: int) -> tuple[_RegionNumbers, ...]:
+    found = _PLANS_BY_COUNTRY_CODE.get(country_code)
+    if found is None:
+        found = _PLANS_BY_COUNTRY_CODE[country_code] = _read_plans(country_code)
+    return found
+
+
+def _read_plans(country_code: int) -> tuple[_RegionNumbers, ...]:
     plans: list[_RegionNumbers] = []
     for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
         key = region if region != "001" else f"+{country_code}"
