@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from privguard._detection import DEFAULT_SCANNER, Finding, luhn_valid
@@ -125,7 +125,10 @@ def label(finding: Finding, matched: str) -> str:
 
 
 def assert_nothing_survives(out: str, cards: list[str], emails: list[str]) -> None:
-    out_digits = re.sub(r"\D", "", out)
+    # Only the separators cards are printed with go: a placeholder still splits digits,
+    # or filler digits on both sides of a redacted card could spell it out again
+    # (" [CARD] 4 [CARD] 263333388924" after "4263333388924").
+    out_digits = re.sub(r"[ \-]", "", out)
     for digits in cards:
         assert digits not in out_digits
     for address in emails:
@@ -143,6 +146,7 @@ def stream(text: str, cuts: list[int]) -> str:
 
 @SETTINGS
 @given(texts_with_personal_data())
+@example((" 4000000000006 4 4263333388924 263333388924", ["4000000000006", "4263333388924"], []))
 def test_redaction_leaves_no_card_and_no_address(case: tuple[str, list[str], list[str]]) -> None:
     text, cards, emails = case
     out = DEFAULT_SCANNER.redact(text, label)
