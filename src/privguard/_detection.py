@@ -454,11 +454,15 @@ class TextScanner:
                 if e - s <= 19 and (e - s >= 10 or (s and text[s - 1] == "+")) and s >= floor:
                     contiguous(text, s, e, floor, out)
             else:
-                for rs, rend, form, shape in _stretch_runs(_shape(chars)):
+                shape = chars.translate(_SHAPE_DIGITS) if chars.isascii() else _shape(chars)
+                runs = _STRETCH_RUNS.get(shape)
+                if runs is None:
+                    runs = _stretch_runs(shape)
+                for rs, rend, form, run_shape in runs:
                     if form is _CONTIGUOUS:
                         contiguous(text, s + rs, s + rend, floor, out)
                     elif form is _RUN or not _DATE_SHAPES.fullmatch(text, s + rs, s + rend):
-                        run(text, s + rs, s + rend, shape, floor, out)
+                        run(text, s + rs, s + rend, run_shape, floor, out)
             if first_only and out:
                 return
 
