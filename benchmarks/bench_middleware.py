@@ -4,8 +4,9 @@ Run: .venv/bin/python benchmarks/bench_middleware.py [--rounds N] [--requests N]
 
 The Starlette app is called directly over ASGI with a minimal ``receive``/``send`` (no
 HTTP client, no server), so what is measured is the middleware, not httpx. Rounds with
-and without the middleware are interleaved so machine load moves both; the median of
-the per-round ratios is reported, with the median requests per second.
+and without the middleware are interleaved so machine load moves both; each variant runs
+between two runs of the bare app and is compared with their mean; the median of the
+per-round ratios is reported, with the median requests per second.
 
 Routes:
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import platform
 import statistics
@@ -172,16 +174,20 @@ async def receive() -> dict[str, Any]:
 async def run(app: Starlette, path: str, requests: int, check: Callable[[bytes], None]) -> float:
     body: list[bytes] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def keep(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
             body.append(message.get("body", b""))
 
+    async def drop(message: dict[str, Any]) -> None:
+        return None
+
     template = scope_for(path)
-    await app(dict(template), receive, send)  # warm caches, check the output
+    await app(dict(template), receive, keep)  # warm caches, check the output
     check(b"".join(body))
+    gc.collect()  # garbage left by the previous run is not charged to this one
     started = time.perf_counter()
     for _ in range(requests):
-        await app(dict(template), receive, send)
+        await app(dict(template), receive, drop)
     return requests / (time.perf_counter() - started)
 
 
@@ -210,12 +216,15 @@ async def measure(rounds: int, requests: int) -> dict[str, dict[str, tuple[float
         ratios: dict[str, list[float]] = {name: [] for name in variants}
         n = requests if path != "/attendees" else max(requests // 4, 100)
         for _ in range(rounds):
-            base = await run(plain, path, n, no_check)
-            rps["bare"].append(base)
             for name, app in variants.items():
+                # Each variant between two runs of the bare app: load that drifts during
+                # the round moves both sides of its ratio.
+                before = await run(plain, path, n, no_check)
                 mine = await run(app, path, n, check if name == "privguard" else no_check)
+                after = await run(plain, path, n, no_check)
+                rps["bare"].extend((before, after))
                 rps[name].append(mine)
-                ratios[name].append(mine / base)
+                ratios[name].append(mine / ((before + after) / 2))
         results[label] = {"bare": (statistics.median(rps["bare"]), 1.0)} | {
             name: (statistics.median(rps[name]), statistics.median(ratios[name]))
             for name in variants
