@@ -902,6 +902,9 @@ def _card_candidates(
 _SHAPE_DIGITS: Final = str.maketrans("123456789", "000000000")
 _ANY_DIGIT: Final = re.compile(r"\d")
 _SHAPE_CACHE_MAX: Final = 4096
+# Only shapes up to this long are kept: a plan grows with its run, and a long stretch of
+# numbers (a table of measurements) would otherwise pin megabytes per shape.
+_SHAPE_CACHE_LEN: Final = 64
 # How a phone number is written: (international, bare digits, where the national part
 # starts when it must not open with a date or -1, characters to skip: an unclosed "(").
 _PhoneForm = tuple[bool, bool, int, int]
@@ -1041,9 +1044,10 @@ def _run_plan(shape: str, right_ok: bool, tail_blocked: bool) -> _RunPlan:
         _phone_candidates(shape, starts, ends, seps, i, right_ok, tail_blocked) for i in range(n)
     )
     plan = (tuple(starts), tuple(ends), tuple(digits_from), cards, phone_starts, phone_ends)
-    if len(_RUN_PLANS) >= _SHAPE_CACHE_MAX:
-        _RUN_PLANS.clear()
-    _RUN_PLANS[key] = plan
+    if len(shape) <= _SHAPE_CACHE_LEN:
+        if len(_RUN_PLANS) >= _SHAPE_CACHE_MAX:
+            _RUN_PLANS.clear()
+        _RUN_PLANS[key] = plan
     return plan
 
 
@@ -1110,9 +1114,10 @@ def _stretch_runs(shape: str) -> _StretchRuns:
         if form is not None:
             found.append((r.start(), r.end(), form, run))
     runs = tuple(found)
-    if len(_STRETCH_RUNS) >= _SHAPE_CACHE_MAX:
-        _STRETCH_RUNS.clear()
-    _STRETCH_RUNS[shape] = runs
+    if len(shape) <= _SHAPE_CACHE_LEN:
+        if len(_STRETCH_RUNS) >= _SHAPE_CACHE_MAX:
+            _STRETCH_RUNS.clear()
+        _STRETCH_RUNS[shape] = runs
     return runs
 
 
