@@ -432,3 +432,38 @@ def test_mask_layouts_with_letters_are_never_remembered() -> None:
     cell = masker.__closure__  # the layouts dict is the closure's only dict
     layouts = next(c.cell_contents for c in cell if isinstance(c.cell_contents, dict))
     assert list(layouts) == ["+** *** **** ****"]
+
+
+def test_str_subclass_keys_are_categorised_by_their_text_and_never_poison_plain_keys() -> None:
+    import enum
+
+    class Field(enum.StrEnum):
+        FIRST = "first_name"
+        CVV = "cvv"
+
+    r = Redactor()
+    expected = {"first_name": "[user.name]", "cvv": None}
+    for _ in range(4):
+        assert r.redact({Field.FIRST: "Jane", Field.CVV: "123"}) == expected
+        assert r.redact({"first_name": "Jane", "cvv": "123"}) == expected
+
+
+def test_equal_keys_of_other_types_keep_their_own_type() -> None:
+    r = Redactor()
+    for _ in range(4):
+        r.redact({1: "a", "n": 0})
+    assert list(r.redact({True: "a", "n": 0})) == [True, "n"]
+    assert type(next(iter(r.redact({True: "a", "n": 0})))) is bool
+
+
+def test_none_under_a_personal_key_at_the_depth_limit_is_kept() -> None:
+    r = Redactor(max_depth=1)
+    for _ in range(5):
+        assert r.redact([{"iban": "x", "fax": None}]) == [{"iban": "********", "fax": None}]
+
+
+def test_mask_phone_keeps_what_it_is_asked_to_keep() -> None:
+    from privguard._operators import mask_phone
+
+    assert mask_phone("+1 415 555 0132", keep_last=8) == "+* **5 555 0132"
+    assert mask_phone("123456", keep_last=6) == "******"

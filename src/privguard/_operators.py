@@ -33,6 +33,7 @@ _TO_MASK_BYTES: Final = bytes.maketrans(b"0123456789", MASK_CHAR.encode() * 10)
 # A layout made only of these says nothing about the person and may be remembered.
 _LAYOUT_CHARS: Final = MASK_CHAR + " -+().\u00a0/"
 _LAYOUT_CACHE_SIZE: Final = 4096
+_LAYOUT_MAX_LEN: Final = 64  # longer values are masked without remembering their layout
 
 
 def masker(first: int, last: int, minimum: int) -> Callable[[str], str]:
@@ -55,7 +56,11 @@ def masker(first: int, last: int, minimum: int) -> Callable[[str], str]:
             head = positions[first - 1] + 1 if 0 < first <= total else 0
             tail = positions[total - last] if 0 < last <= total else len(masked)
             found = (head, tail, masked[head:tail]) if head < tail else (0, 0, masked)
-        if len(layouts) < _LAYOUT_CACHE_SIZE and not masked.strip(_LAYOUT_CHARS):
+        if (
+            len(layouts) < _LAYOUT_CACHE_SIZE
+            and len(masked) <= _LAYOUT_MAX_LEN
+            and not masked.strip(_LAYOUT_CHARS)
+        ):
             layouts[masked] = found
         return found
 
@@ -89,7 +94,9 @@ def _masker_for(first: int, last: int, minimum: int) -> Callable[[str], str]:
     key = (first, last, minimum)
     found = _MASKERS.get(key)
     if found is None:
-        found = _MASKERS[key] = masker(first, last, minimum)
+        found = masker(first, last, minimum)
+        if max(key) <= 32:  # callers' settings are few; odd ones are not remembered
+            _MASKERS[key] = found
     return found
 
 
@@ -133,7 +140,7 @@ def mask_phone(value: str, *, keep_last: int = 2) -> str:
     """Every digit but the last two masked: ``+1 415 555 0132`` → ``+* *** *** **32``."""
     if keep_last == 2:
         return _PHONE(value)
-    return _masker_for(0, min(max(keep_last, 0), 4), 6)(value)
+    return _masker_for(0, max(keep_last, 0), 6)(value)
 
 
 def mask_generic(value: str) -> str:

@@ -458,7 +458,7 @@ def _generate_shape(
             else:
                 env[f"_f{i}"] = fn
                 on_str = f"_f{i}({v})"
-            expr = f"{on_str} if type({v}) is str else {general}"
+            expr = f"{on_str} if type({v}) is str else None if {v} is None else {general}"
         items.append(f"_k{i}: ({expr})")
     unpack = (
         f"    {', '.join(f'v{i}' for i in range(len(keys)))}, = value.values()\n" if keys else ""
@@ -871,18 +871,19 @@ class Redactor:
         for k, v in value.items():
             cat = category
             nxt = state
-            if type(k) is str:
+            if isinstance(k, str):
+                k_text = str.__str__(k)  # a StrEnum key is its text
                 if state:
-                    nxt = self._paths.step(state, k)
+                    nxt = self._paths.step(state, k_text)
                     cat = cat or self._paths.category(nxt)
                 if cat is None:
-                    cat = key_category(k)
+                    cat = key_category(k_text)
                 elif category is not None:
                     # A more precise key below a categorised one refines it.
-                    refined = key_category(k)
+                    refined = key_category(k_text)
                     if refined is not None and refined.startswith(category + "."):
                         cat = refined
-                field = k
+                field = k_text
             else:
                 field = str(k)
             vt = type(v)
@@ -953,7 +954,9 @@ class Redactor:
         """Per key: its category and, for string values, the operator as a function."""
         plan = []
         for k in keys:
-            cat = self._key_category(k) if type(k) is str else None
+            # A str subclass (a StrEnum key) equals and hashes like its text, so it
+            # shares this plan with plain keys: categorised by its text.
+            cat = self._key_category(str.__str__(k)) if isinstance(k, str) else None
             fn = None if cat is None else self._leaf_function(cat, audience)
             plan.append((cat, None if fn is _KEYED else fn))
         shape = _Shape(tuple(plan))
@@ -967,7 +970,9 @@ class Redactor:
         plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
         audience: RecipientKind | None,
     ) -> Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]] | None:
-        if len(keys) > _SHAPE_MAX_KEYS:
+        # Only for plain string keys: the function emits the keys it was made with, so
+        # equal keys of other types (1 and True, a StrEnum) keep the loop's exact output.
+        if len(keys) > _SHAPE_MAX_KEYS or not all(type(k) is str for k in keys):
             return None
         ops = [None if cat is None else self.operator_for(cat, audience) for cat, _ in plan]
         return _generate_shape(
