@@ -565,38 +565,27 @@ class PrivacyMiddleware:
                     if spec.scope is not None:
                         params = found.path_params if found is not None else {}
                         check_scope = spec.scope_for({**scope, "path_params": params})
-                    if spec.scope is None and self._without_io is not None:
-                        memo = found.decided
+                    if self._without_io is not None:
+                        # Scoped routes are not remembered: their decision needs the scope.
+                        memo = found.decided if spec.scope is None else None
                         kind = (subject.kind, subject.jurisdiction)
-                        known = memo.get(kind, _MISS)
+                        known = _MISS if memo is None else memo.get(kind, _MISS)
                         if known is _MISS:
                             decision = self._without_io(
-                                subject, spec.purpose, spec.categories, recipient=spec.recipient
+                                subject,
+                                spec.purpose,
+                                spec.categories,
+                                recipient=spec.recipient,
+                                scope=check_scope,
                             )
-                            if len(memo) < _MEMO_LIMIT:
+                            if memo is not None and len(memo) < _MEMO_LIMIT:
                                 memo[kind] = (
-                                    (
-                                        spec.purpose,
-                                        decision,
-                                        spec.categories,
-                                        EMPTY_SCOPE,
-                                        spec.recipient,
-                                        found.template,
-                                        self.guard,
-                                    )
+                                    self._context_fields(spec, decision, None, found)
                                     if decision is not None and decision.allowed
                                     else decision
                                 )
                         else:
                             decision = known[1] if type(known) is tuple else known
-                    elif self._without_io is not None:
-                        decision = self._without_io(
-                            subject,
-                            spec.purpose,
-                            spec.categories,
-                            recipient=spec.recipient,
-                            scope=check_scope,
-                        )
                     if decision is None:
                         decision = await self._acheck(
                             subject,
@@ -618,19 +607,8 @@ class PrivacyMiddleware:
                 )
                 return
             audience = spec.recipient
-            ctx = _new_context(
-                PrivacyContext,
-                (
-                    subject,
-                    spec.purpose,
-                    decision,
-                    spec.categories,
-                    check_scope if check_scope is not None else EMPTY_SCOPE,
-                    audience,
-                    found.template if found is not None else None,
-                    self.guard,
-                ),
-            )
+            fields = self._context_fields(spec, decision, check_scope, found)
+            ctx = _new_context(PrivacyContext, (subject,) + fields)  # noqa: RUF005 (as above)
             redact = spec.redact
 
         token = _CONTEXT.set(ctx)
@@ -643,6 +621,24 @@ class PrivacyMiddleware:
                 await self.app(scope, receive, send)
         finally:
             _CONTEXT.reset(token)
+
+    def _context_fields(
+        self,
+        spec: RouteSpec,
+        decision: Decision | None,
+        check_scope: Scope | None,
+        found: RouteMatch | None,
+    ) -> tuple[Any, ...]:
+        """The privacy context's fields after the subject, for a declared route."""
+        return (
+            spec.purpose,
+            decision,
+            spec.categories,
+            EMPTY_SCOPE if check_scope is None else check_scope,
+            spec.recipient,
+            None if found is None else found.template,
+            self.guard,
+        )
 
     def _log_failure(self, spec: RouteSpec, exc: Exception) -> None:
         # privguard's own messages hold no personal data; others might, so name the type.
