@@ -368,6 +368,9 @@ class _Constant:
         return self.text
 
 
+_ShapeFunction = Callable[[dict[Any, Any], "RedactionContext | None", int], dict[Any, Any]]
+
+
 class _Shape:
     """What one key set (in order) means for one audience, and its generated function."""
 
@@ -378,9 +381,7 @@ class _Shape:
     ) -> None:
         self.plan = plan
         self.seen = 1
-        self.compiled: (
-            Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]] | None
-        ) = None
+        self.compiled: _ShapeFunction | None = None
 
 
 # A key set gets its own function the third time it is seen: a dict keyed by ids (a new
@@ -402,9 +403,8 @@ def _generate_shape(
     walk: Callable[..., object],
     text: Callable[[str, RecipientKind | None, RedactionContext | None], str] | None,
     apply_op: Callable[..., str | None],
-    plain_list: Callable[..., object],
     max_depth: int,
-) -> Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]]:
+) -> _ShapeFunction:
     """A function that redacts a dict with exactly ``keys``, in that order.
 
     It unpacks the values and builds the result in one dict display, doing per key only
@@ -422,7 +422,6 @@ def _generate_shape(
         "_E": _EMPTY_STATE,
         "_aud": audience,
         "_apply": apply_op,
-        "_list": plain_list,
         "_plain_items": _PLAIN_ITEMS.issuperset,
         "_max": max_depth,
     }
@@ -441,7 +440,7 @@ def _generate_shape(
             expr = (
                 f"{on_str} if (t := type({v})) is str else {v} if {v} is None or t is int "
                 f"or t is bool or t is float else ({v}.copy() if depth < _max and "
-                f"_plain_items(map(type, {v})) else _list({v}, ctx, depth + 1, _s{i})) "
+                f"_plain_items(map(type, {v})) else {general}) "
                 f"if t is list else {general}"
             )
         else:
@@ -465,12 +464,7 @@ def _generate_shape(
     )
     source = "def shape(value, ctx, depth):\n" + unpack + "    return {" + ", ".join(items) + "}\n"
     exec(compile(source, "<privguard.redaction shape>", "exec"), env)  # noqa: S102
-    return typing.cast(
-        Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]], env["shape"]
-    )
-
-
-_ShapeFunction = Callable[[dict[Any, Any], "RedactionContext | None", int], dict[Any, Any]]
+    return typing.cast(_ShapeFunction, env["shape"])
 
 
 def _no_shape(keys: tuple[object, ...]) -> None:
@@ -969,7 +963,7 @@ class Redactor:
         keys: tuple[object, ...],
         plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
         audience: RecipientKind | None,
-    ) -> Callable[[dict[Any, Any], RedactionContext | None, int], dict[Any, Any]] | None:
+    ) -> _ShapeFunction | None:
         # Only for plain string keys: the function emits the keys it was made with, so
         # equal keys of other types (1 and True, a StrEnum) keep the loop's exact output.
         if len(keys) > _SHAPE_MAX_KEYS or not all(type(k) is str for k in keys):
@@ -983,23 +977,8 @@ class Redactor:
             walk=self._walk,
             text=self._text if self._detect else None,
             apply_op=self._apply_op,
-            plain_list=functools.partial(self._plain_list, audience),
             max_depth=self._max_depth,
         )
-
-    def _plain_list(
-        self,
-        audience: RecipientKind | None,
-        value: list[Any],
-        ctx: RedactionContext | None,
-        depth: int,
-        field: str,
-    ) -> object:
-        """A list under a key that says nothing: copied at C speed when it holds only
-        numbers and ``None`` (ids, counts), else walked."""
-        if depth <= self._max_depth and _PLAIN_ITEMS.issuperset(map(type, value)):
-            return value.copy()
-        return self._walk(value, _EMPTY_STATE, None, audience, ctx, depth, field)
 
     def _leaf_function(
         self, category: str, audience: RecipientKind | None
