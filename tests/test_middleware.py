@@ -44,9 +44,15 @@ from privguard import (
     UnknownPurpose,
 )
 from privguard._context import configure, current_context
-from privguard._decorators import PathScope, RouteSpec, privacy
+from privguard._decorators import ROUTE_ATTRIBUTE, PathScope, RouteSpec, privacy
 from privguard._guard import Privguard
-from privguard._middleware import Anonymous, PrivacyMiddleware, Undeclared
+from privguard._middleware import (
+    Anonymous,
+    PrivacyMiddleware,
+    RouteMatch,
+    RouteMatcher,
+    Undeclared,
+)
 from privguard._policy import Policy
 from privguard.testing import assert_no_personal_data
 
@@ -768,3 +774,40 @@ async def test_a_remembered_decision_never_carries_over_the_subject(guard: Privg
     assert [b["subject"] for b in bodies] == ["u-alice", "u-alice", "u-carol", "u-alice"]
     assert {(b["purpose"], b["reason"]) for b in bodies} == {(Purposes.SERVICE, "allowed")}
     assert all(b["attendee"]["email"] == "j***@example.com" for b in bodies)
+
+
+async def test_remembered_decisions_are_never_shared_between_middlewares() -> None:
+    # A host's matcher may hand the very same RouteMatch to every middleware that asks.
+    # Two apps with different policies behind one such matcher: what one middleware
+    # decided for this route must never answer for the other.
+    shared = RouteMatch(getattr(profile, ROUTE_ATTRIBUTE), {}, "/profile")
+
+    class SharedMatcher(RouteMatcher):
+        def match(self, routes: Any, scope: ASGIScope) -> RouteMatch | None:
+            return shared
+
+    def app_with(guard: Privguard) -> ASGIApp:
+        return FakeAuth(
+            Starlette(
+                routes=[Route("/profile", profile)],
+                middleware=[
+                    Middleware(
+                        PrivacyMiddleware,
+                        guard=guard,
+                        subject_resolver=user_subject,
+                        route_matcher=SharedMatcher(),
+                    )
+                ],
+            )
+        )
+
+    permissive, empty = Privguard(), Privguard(policy=Policy([], version="t1"))
+    statuses = []
+    for guard in (permissive, empty, permissive, empty):
+        async with client_for(app_with(guard)) as client:
+            for _ in range(2):
+                statuses.append(
+                    (await client.get("/profile", headers=auth("alice-token"))).status_code
+                )
+    assert statuses == [200, 200, 403, 403] * 2
+    assert shared.decided == {}  # the matcher's object is never written to

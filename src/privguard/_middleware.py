@@ -19,7 +19,7 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
 
@@ -103,8 +103,11 @@ class RouteMatch:
     # need no consent lookup depend on nothing else, so a cached match answers them
     # without asking the decider again. An allowed one is kept as the privacy context's
     # fields after the subject; a refusal as the Decision; None: ask the consent ledger.
+    # Not an argument: every match starts empty, and the middleware fills only the copy
+    # it makes for itself (see PrivacyMiddleware._match_uncached), so a matcher that hands the
+    # same RouteMatch to middlewares with different guards never shares their answers.
     decided: dict[tuple[str, str], tuple[Any, ...] | Decision | None] = field(
-        default_factory=dict, compare=False, repr=False
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
 
@@ -685,7 +688,12 @@ class PrivacyMiddleware:
         probe = dict(scope)  # matching may write to the scope; the real one stays clean
         probe.pop("fastapi", None)
         found = self.matcher.match(routes, probe)
-        opaque = found is not None and found.spec is None and found.template is None
+        if found is None:
+            return None
+        # This middleware's own copy, with an empty memo of decisions: the matcher's object
+        # may be shared (a custom matcher, a middleware with another guard).
+        found = replace(found)
+        opaque = found.spec is None and found.template is None
         if opaque and not self._opaque_warned:
             self._opaque_warned = True
             logger.warning(
