@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
+import mmap
 import os
+import platform
+import select
+import signal
+import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,7 @@ from privguard._crypto import (
     Keyring,
     Pseudonymizer,
     Tokenizer,
+    _cipher,
     _format,
 )
 from privguard._errors import (
@@ -402,29 +411,177 @@ def test_nonces_unique_across_threads(cipher: FieldCipher) -> None:
     assert len({n for out in results for n in out}) == 40_000
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_forked_child_does_not_reuse_parent_nonces(cipher: FieldCipher) -> None:
-    cipher.encrypt("x", context=CTX)  # make sure the pool holds nonces
-    assert _format.NONCE_POOL
+def _nonce_of(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token.rsplit(".", 1)[1])[:12]
+
+
+def _in_child(fork: Callable[[], int], child: Callable[[], bytes]) -> bytes:
+    """Fork with ``fork``, run ``child`` there and return what it wrote to a pipe."""
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = fork()
     if pid == 0:  # pragma: no cover - child
+        status = 1
         try:
             os.close(read_end)
-            child = b"".join(_format.take_nonce() for _ in range(10))
-            os.write(write_end, child)
+            out = child()
+            while out:
+                out = out[os.write(write_end, out) :]
+            status = 0
         finally:
-            os._exit(0)
+            os._exit(status)
     os.close(write_end)
-    child_nonces = b""
-    while chunk := os.read(read_end, 4096):
-        child_nonces += chunk
-    os.close(read_end)
-    os.waitpid(pid, 0)
+    received = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            if select.select([read_end], [], [], 1)[0]:
+                chunk = os.read(read_end, 65536)
+                if not chunk:
+                    break
+                received += chunk
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the forked child did not finish")
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return received
+
+
+def _pieces(data: bytes, size: int = 12) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def _fill_pool(cipher: FieldCipher) -> list[bytes]:
+    """Make the shared pool hold at least 64 nonces; return them (the next the parent uses)."""
+    cipher.encrypt("x", context=CTX)
+    while len(_format.NONCE_POOL) < 64:
+        _format.take_nonce()
+    return list(_format.NONCE_POOL)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_does_not_reuse_parent_nonces(cipher: FieldCipher) -> None:
+    parents_pool = _fill_pool(cipher)
+
+    def child() -> bytes:
+        return b"".join(_format.take_nonce() for _ in range(10))
+
+    from_child = _pieces(_in_child(os.fork, child))
     parent = [_format.take_nonce() for _ in range(10)]
-    from_child = [child_nonces[i : i + 12] for i in range(0, len(child_nonces), 12)]
     assert len(from_child) == 10
     assert not set(parent) & set(from_child)
+    assert not set(parents_pool) & set(from_child)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="forks through the C library's fork() with ctypes; written for Linux glibc",
+)
+def test_c_level_fork_without_python_hooks_does_not_reuse_parent_nonces(
+    cipher: FieldCipher,
+) -> None:
+    # The uWSGI case: fork() called from C, so os.register_at_fork hooks never run and
+    # the child starts with the parent's pool. PyDLL keeps the GIL across the call.
+    parents_pool = _fill_pool(cipher)
+    c_fork = ctypes.PyDLL(None).fork
+    c_fork.restype = ctypes.c_int
+
+    def child() -> bytes:
+        inherited = len(_format.NONCE_POOL).to_bytes(4, "big")  # hooks skipped: not empty
+        encrypted = [_nonce_of(cipher.encrypt("x", context=CTX)) for _ in range(10)]
+        return inherited + b"".join(encrypted + [_format.take_nonce() for _ in range(10)])
+
+    out = _in_child(c_fork, child)
+    assert int.from_bytes(out[:4], "big") == len(parents_pool)  # the hook did not run
+    from_child = _pieces(out[4:])
+    assert len(from_child) == 20
+    parent = [_nonce_of(cipher.encrypt("x", context=CTX)) for _ in range(20)]
+    assert parent == parents_pool[::-1][:20]  # the parent keeps its pool
+    assert not set(parents_pool) & set(from_child)
+
+
+def _linux_at_least(major: int, minor: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    release = platform.release().split("-", 1)[0].split(".")
+    return tuple(int(x) for x in release[:2] if x.isdigit()) >= (major, minor)
+
+
+@pytest.mark.skipif(
+    not _linux_at_least(4, 14) or platform.machine() not in ("x86_64", "aarch64"),
+    reason="MADV_WIPEONFORK is checked on Linux 4.14+, x86_64 and aarch64",
+)
+def test_the_pool_mark_is_a_wipe_on_fork_page_on_linux() -> None:
+    # The cheap check (no getpid system call) is in use, and the kernel agrees.
+    mark = _format.POOL_MARK
+    assert isinstance(mark, mmap.mmap)
+    anchor = ctypes.c_char.from_buffer(mark)
+    address = ctypes.addressof(anchor)
+    del anchor
+    flags = None
+    with open("/proc/self/smaps", encoding="ascii") as smaps:
+        inside = False
+        for line in smaps:
+            first = line.split(" ", 1)[0]
+            if "-" in first and not first.endswith(":"):
+                low, high = (int(x, 16) for x in first.split("-"))
+                inside = low <= address < high
+            elif inside and line.startswith("VmFlags:"):
+                flags = line.split()[1:]
+                break
+    assert flags is not None and "wf" in flags
+
+
+def _use_pool(monkeypatch: pytest.MonkeyPatch, pool: list[bytes], mark: _format.PoolMark) -> None:
+    # The hot path in FieldCipher.encrypt binds both names at import.
+    for module in (_format, _cipher):
+        monkeypatch.setattr(module, "NONCE_POOL", pool)
+        monkeypatch.setattr(module, "POOL_MARK", mark)
+
+
+@pytest.mark.parametrize("kind", ["pid", "wipe-on-fork page"])
+def test_a_fork_without_hooks_discards_the_parents_pool(
+    cipher: FieldCipher, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    pool: list[bytes] = []
+    mark: _format.PoolMark = _format._PidMark() if kind == "pid" else bytearray(1)
+    _use_pool(monkeypatch, pool, mark)
+    cipher.encrypt("x", context=CTX)  # the parent fills the pool
+    parents_next = list(pool)  # every nonce the parent has yet to use
+    assert len(parents_next) == 1023
+    assert _format.take_nonce() == parents_next[-1]  # in the parent, the pool stays
+
+    # The child of a fork that ran no Python hook: same pool, but a new pid, or the
+    # wipe-on-fork page zeroed by the kernel.
+    if kind == "pid":
+        parent_pid = os.getpid()
+        monkeypatch.setattr(os, "getpid", lambda: parent_pid + 1)
+    else:
+        mark[0] = 0
+    first = _nonce_of(cipher.encrypt("x", context=CTX))
+    assert not set(pool) & set(parents_next)  # all of the parent's pool is gone
+    child = [first]
+    child += [_nonce_of(cipher.encrypt("x", context=CTX)) for _ in range(1500)]
+    child += [_format.take_nonce() for _ in range(1500)]  # across another refill
+    assert not set(child) & set(parents_next)
+    assert len(set(child)) == len(child)
+
+
+def test_pid_mark_reads_set_only_in_the_process_that_set_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mark = _format._PidMark()
+    assert mark[0] == 0
+    mark[0] = 1
+    assert mark[0] == 1
+    pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: pid + 1)
+    assert mark[0] == 0
+    mark[0] = 0
+    monkeypatch.setattr(os, "getpid", lambda: pid)
+    assert mark[0] == 0
 
 
 def test_encrypt_draws_its_nonce_from_the_pool(
@@ -432,8 +589,7 @@ def test_encrypt_draws_its_nonce_from_the_pool(
 ) -> None:
     # The hot path inlines the nonce pool; it must produce exactly what the seam does.
     nonce = bytes(range(12))
-    monkeypatch.setattr(_format, "NONCE_POOL", [nonce])
-    monkeypatch.setattr("privguard._crypto._cipher.NONCE_POOL", _format.NONCE_POOL)
+    _use_pool(monkeypatch, [nonce], bytearray(b"\x01"))  # a pool filled in this process
     token = cipher.encrypt(PAN, context=CTX)
     assert token == cipher._encrypt_with_nonce(PAN, context=CTX, nonce=nonce)
 
@@ -441,13 +597,14 @@ def test_encrypt_draws_its_nonce_from_the_pool(
 def test_a_refill_is_one_batch_of_distinct_nonces(monkeypatch: pytest.MonkeyPatch) -> None:
     batch = b"".join(i.to_bytes(12, "big") for i in range(1024))  # distinct 12-byte pieces
     monkeypatch.setattr(_format.os, "urandom", lambda n: batch[:n])
-    monkeypatch.setattr(_format, "NONCE_POOL", [])
+    _use_pool(monkeypatch, [], bytearray(1))
     first = _format.refill_nonces()
     nonces = [first, *_format.NONCE_POOL]
     assert len(nonces) == 1024
     assert all(len(n) == 12 for n in nonces)
     assert sorted(nonces) == sorted(batch[i : i + 12] for i in range(0, len(batch), 12))
     assert len(set(nonces)) == 1024
+    assert _format.POOL_MARK[0] == 1
 
 
 def test_nonce_seam_checks_length(cipher: FieldCipher) -> None:

@@ -25,6 +25,7 @@ from ._format import (
     MAGIC,
     NONCE_POOL,
     NONCE_SIZE,
+    POOL_MARK,
     PREFIX,
     NoPickle,
     b64url,
@@ -173,8 +174,9 @@ class FieldCipher(NoPickle):
             data = None
         if data is None:
             raise CryptoError("plaintext is not valid Unicode text (it has a lone surrogate)")
+        # take_nonce(), inlined: the pool must have been filled in this process (fork).
         try:
-            nonce = NONCE_POOL.pop()
+            nonce = NONCE_POOL.pop() if POOL_MARK[0] else refill_nonces()
         except IndexError:
             nonce = refill_nonces()
         sealed = entry.gcm.encrypt(nonce, data, entry.g_aad + context._aad)

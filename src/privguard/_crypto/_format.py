@@ -5,12 +5,15 @@ A privguard value is ASCII text ``pg1.<alg>.<key id>.<payload>``; see docs/encry
 
 from __future__ import annotations
 
+import mmap
 import os
+import platform
 import re
 import struct
+import sys
 from binascii import Error as _BinasciiError
 from binascii import a2b_base64, b2a_base64
-from typing import Final, NoReturn, SupportsIndex
+from typing import Final, NoReturn, Protocol, SupportsIndex
 
 __all__ = [
     "ALG_GCM",
@@ -21,9 +24,11 @@ __all__ = [
     "MAGIC",
     "NONCE_POOL",
     "NONCE_SIZE",
+    "POOL_MARK",
     "PREFIX",
     "TAG_SIZE",
     "NoPickle",
+    "PoolMark",
     "b64url",
     "decode_payload",
     "header",
@@ -148,9 +153,27 @@ def is_protected(value: str) -> bool:
 
 # Nonces: 96 random bits each, from os.urandom, drawn in batches. One getrandom() call
 # per nonce costs about as much as the AES-GCM call itself; a batch costs one call per
-# _NONCE_BATCH nonces. list.pop() and list.extend() are atomic under the GIL, so threads
-# never share a nonce; a forked child starts with an empty pool (see register_at_fork
-# below) so parent and child never share one either.
+# _NONCE_BATCH nonces.
+#
+# Fork safety. A child process starts with a copy of the pool, and a nonce the parent
+# will use must never be used by the child too: under one key that is GCM key-stream reuse
+# and lets an attacker forge tags. So every take checks POOL_MARK, which reads non-zero
+# only in the process that filled the pool, and a pool filled in another process is
+# discarded and refilled. os.register_at_fork (at the end) also empties the pool in the
+# child, but runs only for os.fork(); a C-level fork() (uWSGI without
+# py-call-osafterfork, a C extension) skips it. POOL_MARK does not depend on Python:
+#
+# - on Linux it is one private anonymous page with MADV_WIPEONFORK (Linux 4.14+): the
+#   kernel hands every child of any fork a zeroed copy of that page. Reading it costs
+#   about 20 ns; os.getpid() is a real system call on glibc 2.25+ (about 230 ns here,
+#   more than a tenth of an encryption), and a pid also fails when a pid is reused (a
+#   grandchild that gets its grandparent's pid) or repeats across pid namespaces;
+# - elsewhere (or when madvise refuses) it is a _PidMark: the pid that filled the pool,
+#   compared with os.getpid() on every read.
+#
+# Threads: list.pop(), extend() and clear() are atomic, so threads never share a nonce.
+# The mark is set only after the stale pool is cleared and is checked before each pop,
+# so once any thread sees the mark set no stale nonce is left to pop.
 _NONCE_BATCH: Final = 1024
 NONCE_POOL: list[bytes] = []
 # Splits a batch into its nonces in one C call: a slicing comprehension over 1024 nonces
@@ -158,24 +181,89 @@ NONCE_POOL: list[bytes] = []
 _SPLIT_BATCH: Final = struct.Struct(f"{NONCE_SIZE}s" * _NONCE_BATCH)
 
 
+class PoolMark(Protocol):
+    """Reads (index 0) non-zero only in the process that last set it to 1."""
+
+    def __getitem__(self, index: int, /) -> int: ...
+
+    def __setitem__(self, index: int, value: int, /) -> None: ...
+
+
+class _PidMark:
+    """The fallback :class:`PoolMark`: remembers the pid that set it."""
+
+    __slots__ = ("_pid",)
+
+    def __init__(self) -> None:
+        self._pid = 0
+
+    def __getitem__(self, index: int, /) -> int:
+        return 1 if os.getpid() == self._pid else 0
+
+    def __setitem__(self, index: int, value: int, /) -> None:
+        self._pid = os.getpid() if value else 0
+
+
+# MADV_WIPEONFORK is 18 in the generic Linux ABI; Python 3.11's mmap does not name it.
+# Only on architectures known to use the generic numbering (parisc, for one, did not).
+_MADV_WIPEONFORK: Final = 18
+_GENERIC_MADV_MACHINES: Final = frozenset(
+    {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "armv8l", "ppc64le",
+     "ppc64", "s390x", "riscv64", "loongarch64"}
+)  # fmt: skip
+
+
+def _wipe_on_fork_page() -> mmap.mmap | None:
+    """One private anonymous page that every forked child sees zeroed, or ``None``."""
+    wipe = getattr(mmap, "MADV_WIPEONFORK", None)
+    if wipe is None:
+        if not sys.platform.startswith("linux") or platform.machine() not in (
+            _GENERIC_MADV_MACHINES
+        ):
+            return None
+        wipe = _MADV_WIPEONFORK
+    try:
+        page = mmap.mmap(-1, mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, ValueError, AttributeError):
+        return None
+    try:
+        page.madvise(wipe)
+    except (OSError, ValueError, AttributeError):  # EINVAL before Linux 4.14
+        page.close()
+        return None
+    return page
+
+
+_PAGE: Final = _wipe_on_fork_page()
+POOL_MARK: PoolMark = _PidMark() if _PAGE is None else _PAGE
+
+
 def refill_nonces() -> bytes:
-    """Refill the pool with a fresh batch and return one more fresh nonce."""
+    """Refill the pool with a fresh batch and return one more fresh nonce.
+
+    Called when the pool is empty or was filled in another process; a pool filled in
+    another process is discarded first.
+    """
     fresh: list[bytes] = list(_SPLIT_BATCH.unpack(os.urandom(NONCE_SIZE * _NONCE_BATCH)))
     nonce = fresh.pop()
+    if not POOL_MARK[0]:
+        NONCE_POOL.clear()  # another process's nonces (or none yet)
     NONCE_POOL.extend(fresh)
+    POOL_MARK[0] = 1  # only now: see "Threads" above
     return nonce
 
 
 def take_nonce() -> bytes:
     """A fresh random 96-bit nonce. (The hot path inlines this.)"""
     try:
-        return NONCE_POOL.pop()
+        return NONCE_POOL.pop() if POOL_MARK[0] else refill_nonces()
     except IndexError:
         return refill_nonces()
 
 
 def _forget_nonces_after_fork() -> None:
     NONCE_POOL.clear()
+    POOL_MARK[0] = 0
 
 
 os.register_at_fork(after_in_child=_forget_nonces_after_fork)
