@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import sys
 
 import phonenumbers
 import pytest
@@ -12,6 +13,10 @@ from phonenumbers import PhoneNumberFormat
 
 from privguard import Categories, PolicyError
 from privguard._detection import (
+    _GROUP_PLANS,
+    _PHONE_FORMS,
+    _RUN_PLANS,
+    _STRETCH_RUNS,
     DEFAULT_PHONE_REGIONS,
     DEFAULT_SCANNER,
     KINDS,
@@ -577,3 +582,61 @@ def test_scanner_repr() -> None:
 )
 def test_luhn_valid(digits: str, expected: bool) -> None:
     assert luhn_valid(digits) is expected
+
+
+# --- work grows linearly with the text --------------------------------------------------
+# A long run of digit groups (a table of numbers) once cost a whole-run plan worked out
+# group by group at tens of microseconds each; the scanner runs on response bodies and
+# streams, so its work must stay linear in the text with a small constant. Speed is
+# measured in benchmarks/bench_detection.py; these tests count work instead of timing it.
+
+TABLES = {
+    "4-digit groups": ((4,), (" ",)),
+    "2-digit groups": ((2,), (" ",)),
+    "single digits": ((1,), (" ",)),
+    "spaces and hyphens": ((1, 2, 3, 4), (" ", "-")),
+    "mixed separators": ((1, 2, 3, 4, 6), (" ", " ", "-", ".", "/", " (", ") ")),
+}
+
+
+def number_table(groups: int, sizes: tuple[int, ...], seps: tuple[str, ...]) -> str:
+    rng = random.Random(20261126)
+    parts = ["totals: "]
+    for _ in range(groups):
+        parts.append("".join(rng.choice("0123456789") for _ in range(rng.choice(sizes))))
+        parts.append(rng.choice(seps))
+    parts[-1] = " end"
+    return "".join(parts)
+
+
+def scan_work(text: str) -> int:
+    """Python and C function calls one scan of ``text`` makes with cold caches: a
+    deterministic measure of the work, unlike a clock."""
+    for cache in (_GROUP_PLANS, _RUN_PLANS, _STRETCH_RUNS, _PHONE_FORMS):
+        cache.clear()
+    scanner = TextScanner()
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        calls += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(count)
+    try:
+        scanner.scan(text)
+    finally:
+        sys.setprofile(previous)
+    return calls
+
+
+@pytest.mark.parametrize("layout", TABLES)
+def test_work_on_a_table_of_numbers_grows_linearly(layout: str) -> None:
+    sizes, seps = TABLES[layout]
+    small, big = number_table(150, sizes, seps), number_table(600, sizes, seps)
+    TextScanner().scan(big)  # phone metadata is read on first use
+    small_work, big_work = scan_work(small), scan_work(big)
+    # four times the groups, at most about four times the work
+    assert big_work <= 4.4 * small_work + 1000
+    # and a small constant (the whole-run plans took 70-250 calls a character here)
+    assert big_work <= 40 * len(big)

@@ -1,15 +1,30 @@
 """Property tests: inserted card numbers and e-mail addresses never survive redaction,
-one-shot or streamed in any chunking, and streaming equals one-shot redaction."""
+one-shot or streamed in any chunking, and streaming equals one-shot redaction; long runs
+of digit groups, planned group by group, give what planning the whole run gives."""
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
+from unittest import mock
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from privguard._detection import DEFAULT_SCANNER, Finding, luhn_valid
+from privguard import _detection
+from privguard._detection import (
+    _CARD_SEPS,
+    DEFAULT_SCANNER,
+    Finding,
+    TextScanner,
+    _card_boundary,
+    _card_candidates,
+    _group_plan,
+    _groups,
+    _long_run_groups,
+    luhn_valid,
+)
 from privguard._streams import TextStreamRedactor
 
 SETTINGS = settings(
@@ -186,3 +201,112 @@ def test_generated_cards_are_found_whole(card: tuple[str, str]) -> None:
     printed, _ = card
     [finding] = DEFAULT_SCANNER.scan(f"card {printed}.")
     assert (finding.kind, finding.start, finding.end) == ("card", 5, 5 + len(printed))
+
+
+# --- long runs: planned group by group, as if planned whole -----------------------------
+
+# What may join two digit groups inside a run (_SEP in privguard._detection).
+RUN_SEPARATORS = [" ", " ", " ", "-", "-", ".", "/", ")", ") ", ")-", ").", "(", " (", "-(", ".("]
+GROUP_SIZES = st.one_of(st.integers(1, 5), st.sampled_from([6, 7, 8, 10, 13, 15, 16, 19, 20, 23]))
+
+
+@st.composite
+def run_shapes(draw: st.DrawFn) -> str:
+    """The shape of a run of digit groups (every digit written as 0)."""
+    sizes = draw(st.lists(GROUP_SIZES, min_size=1, max_size=40))
+    seps = [draw(st.sampled_from(RUN_SEPARATORS)) for _ in sizes[1:]]
+    tail = zip(seps, sizes[1:], strict=True)
+    return "0" * sizes[0] + "".join(sep + "0" * size for sep, size in tail)
+
+
+@settings(max_examples=400, deadline=None)
+@given(run_shapes(), st.booleans(), st.booleans())
+# a seven-group window whose verdict reads the separator two groups past it
+@example("-".join(["0000"] * 16) + "-00 0 00 00 00 00 0 0 00 00", True, False)
+@example("0 " * 30 + "0000 0000 0000 0000 000", True, False)
+# the fewest digits a phone number after a space may have, in seven groups
+@example("-".join(["0000"] * 14) + " 00-0-0-0-0-0 0", True, False)
+def test_long_run_groups_equal_whole_run_plan(
+    shape: str, right_ok: bool, tail_blocked: bool
+) -> None:
+    starts, ends, seps = _groups(shape)
+    whole = [
+        _group_plan(shape, starts, ends, seps, i, right_ok, tail_blocked)
+        for i in range(len(starts))
+    ]
+    assert _long_run_groups(shape, starts, ends, seps, right_ok, tail_blocked) == whole
+
+
+def reference_layout_ok(groups: tuple[int, ...]) -> bool:
+    """Contiguous, groups of four and a last one of one to four, or 4-6-5, 4-6-4, 4-5-6."""
+    if len(groups) == 1 or groups in ((4, 6, 5), (4, 6, 4), (4, 5, 6)):
+        return True
+    return len(groups) >= 4 and all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
+
+
+def reference_card_candidates(
+    starts: Sequence[int], ends: Sequence[int], seps: Sequence[str], i: int, right_ok: bool
+) -> tuple[int, ...]:
+    """Every window of at most 19 digits joined by spaces or hyphens, longest first,
+    whose boundaries and layout fit (counted from group ``i``)."""
+    last = len(starts) - 1
+    reach: list[tuple[int, int]] = []
+    total = 0
+    for j in range(i, last + 1):
+        if j > i and seps[j - 1] not in _CARD_SEPS:
+            break
+        total += ends[j] - starts[j]
+        if total > 19:
+            break
+        reach.append((j, total))
+    return tuple(
+        j - i
+        for j, total in reversed(reach)
+        if total >= 13
+        and (right_ok if j == last else _card_boundary(seps[j]))
+        and reference_layout_ok(tuple(ends[k] - starts[k] for k in range(i, j + 1)))
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(run_shapes(), st.booleans())
+@example("0000 000000 00000 0000-0000-0000-0000-000", True)
+def test_card_candidates_match_the_reference(shape: str, right_ok: bool) -> None:
+    starts, ends, seps = _groups(shape)
+    for i in range(len(starts)):
+        expected = reference_card_candidates(starts, ends, seps, i, right_ok)
+        assert _card_candidates(starts, ends, seps, i, right_ok) == expected
+
+
+PHONES = ["+49 30 12345678", "(415) 555-0132", "020 7946 0958", "+1 415 555 0132", "01732 623122"]
+
+
+@st.composite
+def number_tables(draw: st.DrawFn) -> str:
+    """A long run of digit groups, with cards and phone numbers in it."""
+    shape = draw(run_shapes().filter(lambda shape: len(shape) > 40))
+    digits = iter(draw(st.text("0123456789", min_size=shape.count("0"), max_size=shape.count("0"))))
+    table = "".join(next(digits) if c == "0" else c for c in shape)
+    pieces = re.split("( )", table)
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(pieces)))
+        inserted = draw(
+            st.one_of(card_numbers().map(lambda card: card[0]), st.sampled_from(PHONES))
+        )
+        pieces[at:at] = [inserted, " "]
+    return draw(BOUNDARY) + "".join(pieces) + draw(BOUNDARY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(number_tables())
+def test_long_runs_scan_as_if_planned_whole(text: str) -> None:
+    scanner = TextScanner()
+    found = scanner.scan(text)
+    # Every run planned whole, as runs up to _SHAPE_CACHE_LEN characters are.
+    with mock.patch.object(_detection, "_SHAPE_CACHE_LEN", 1 << 30):
+        try:
+            whole = TextScanner().scan(text)
+        finally:
+            _detection._RUN_PLANS.clear()
+            _detection._STRETCH_RUNS.clear()
+    assert found == whole

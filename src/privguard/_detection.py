@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Final
 
 import phonenumbers
@@ -132,14 +134,9 @@ def _card_boundary(sep: str) -> bool:
     return "." not in sep and "/" not in sep
 
 
+# Card layouts: contiguous, the printed 4-4-4-1 .. 4-4-4-4-3 family (_card_candidates),
+# or Amex/Diners/UATP 4-6-5, 4-6-4, 4-5-6.
 _CARD_SPECIAL_LAYOUTS: Final = frozenset(((4, 6, 5), (4, 6, 4), (4, 5, 6)))
-
-
-def _card_layout_ok(groups: tuple[int, ...]) -> bool:
-    """Contiguous, the printed 4-4-4-4(-3) family, or Amex/Diners/UATP 4-6-5, 4-6-4, 4-5-6."""
-    if len(groups) == 1 or groups in _CARD_SPECIAL_LAYOUTS:
-        return True
-    return len(groups) >= 4 and all(g == 4 for g in groups[:-1]) and 1 <= groups[-1] <= 4
 
 
 def _card_number_ok(digits: str) -> bool:
@@ -530,7 +527,7 @@ class TextScanner:
             while i < n:
                 if card_ends[i] and (i > 0 or card_left_ok):
                     start = rs + starts[i]
-                    found = _card_window(text, start, rs, ends, card_ends[i])
+                    found = _card_window(text, start, rs, ends, i, card_ends[i])
                     if found is not None:
                         out.append(Finding("card", Categories.CARD, start, rs + ends[found]))
                         cards.append((i, found))
@@ -575,9 +572,10 @@ class TextScanner:
                 else:
                     low, high = 8, 12
                 # The longest number starting at group i, of those its shape allows.
-                for j, digits, forms in candidates:
+                for r, digits, forms in candidates:
                     if digits < low:
                         break
+                    j = i + r
                     if digits > high or j > limit:
                         continue
                     form = forms[opener]
@@ -854,42 +852,54 @@ class _RegionRule:
 
 
 def _card_window(
-    text: str, start: int, rs: int, ends: tuple[int, ...], candidates: tuple[int, ...]
+    text: str, start: int, rs: int, ends: Sequence[int], i: int, candidates: tuple[int, ...]
 ) -> int | None:
-    """Index of the last group of the longest card number starting at ``start``, of the
-    ``candidates`` the run's shape allows (longest first); ``ends`` within the run."""
-    for j in candidates:
+    """Index of the last group of the longest card number starting at group ``i`` (at
+    ``start``), of the ``candidates`` the run's shape allows (longest first, counted
+    from ``i``); ``ends`` within the run."""
+    for r in candidates:
         # card groups are joined by spaces or hyphens only
-        digits = text[start : rs + ends[j]].translate(_DROP_PHONE_SEPARATORS)
+        digits = text[start : rs + ends[i + r]].translate(_DROP_PHONE_SEPARATORS)
         if _card_number_ok(digits if digits.isascii() else _ascii_digits(digits)):
-            return j
+            return i + r
     return None
 
 
 def _card_candidates(
     starts: Sequence[int], ends: Sequence[int], seps: Sequence[str], i: int, right_ok: bool
 ) -> tuple[int, ...]:
-    """Last groups of the card-shaped windows starting at group ``i``, longest first: the
-    length, layout and boundaries fit; the digits are still to be checked."""
+    """Last groups of the card-shaped windows starting at group ``i``, counted from it,
+    longest first: the length, layout and boundaries fit; the digits are still to be
+    checked. Reads groups ``i`` up to the one that takes the digits past 19, and no more
+    than five groups: every layout but a contiguous number opens with four digits."""
     last = len(starts) - 1
-    reach: list[tuple[int, int]] = []
-    total = 0
-    for j in range(i, last + 1):
-        if j > i and seps[j - 1] not in _CARD_SEPS:
-            break
-        total += ends[j] - starts[j]
+    size = ends[i] - starts[i]
+    if size != 4:
+        # a contiguous number: no other layout opens with this group
+        if 13 <= size <= 19 and (right_ok if i == last else _card_boundary(seps[i])):
+            return (0,)
+        return ()
+    # The lengths of the groups joined on by spaces or hyphens, within 19 digits.
+    more: list[int] = []
+    total = 4
+    k = i
+    while k < last and len(more) < 4 and seps[k] in _CARD_SEPS:
+        k += 1
+        total += ends[k] - starts[k]
         if total > 19:
             break
-        reach.append((j, total))
+        more.append(ends[k] - starts[k])
     found: list[int] = []
-    for j, total in reversed(reach):
-        if total < 13:
-            break
-        if not (right_ok if j == last else _card_boundary(seps[j])):
+    # 4-4-4-4-1 .. 4-4-4-4-3, then 4-4-4-1 .. 4-4-4-4, then 4-6-5, 4-6-4 and 4-5-6
+    for r in range(len(more), 1, -1):
+        if r >= 3:
+            if any(g != 4 for g in more[: r - 1]) or not 1 <= more[r - 1] <= 4:
+                continue
+        elif (4, more[0], more[1]) not in _CARD_SPECIAL_LAYOUTS:
             continue
-        layout = tuple(ends[k] - starts[k] for k in range(i, j + 1))
-        if _card_layout_ok(layout):
-            found.append(j)
+        j = i + r
+        if right_ok if j == last else _card_boundary(seps[j]):
+            found.append(r)
     return tuple(found)
 
 
@@ -908,12 +918,18 @@ _SHAPE_CACHE_LEN: Final = 64
 # How a phone number is written: (international, bare digits, where the national part
 # starts when it must not open with a date or -1, characters to skip: an unclosed "(").
 _PhoneForm = tuple[bool, bool, int, int]
-# Where a phone number may end: (last group, digits, its form after no opener, "+", "(").
+# Where a phone number may end: (last group, counted from the first, digits, its form
+# after no opener, "+", "("; None where the opener cannot come before that group).
 _PhoneEnds = tuple[tuple[int, int, tuple[_PhoneForm | None, ...]], ...]
 _NO_OPENER: Final = 0
 _PLUS: Final = 1
 _PAREN: Final = 2
+_ALL_OPENERS: Final = -1
 
+# One group's part of a run's plan: the last groups of the card windows starting at it
+# (counted from it), where a phone number starting with it would begin (an offset from
+# the group, None when none can), and where such a number may end.
+_GroupPlan = tuple[tuple[int, ...], int | None, _PhoneEnds]
 _RunPlan = tuple[
     tuple[int, ...],  # where each group starts, within the run
     tuple[int, ...],  # where each group ends
@@ -923,6 +939,21 @@ _RunPlan = tuple[
     tuple[_PhoneEnds, ...],  # where such a number may end
 ]
 _RUN_PLANS: dict[tuple[str, bool, bool], _RunPlan] = {}
+# Long runs are planned group by group, each group's part looked up by the shape of the
+# groups it depends on (see _long_run_groups); only neighbourhoods this long are kept.
+_GROUP_PLANS: dict[tuple[str, int, bool, bool], _GroupPlan] = {}
+_NEIGHBOURHOOD_CACHE_LEN: Final = 96
+# What a phone number's written form is, by the shape of its window and opener.
+_PHONE_FORMS: dict[tuple[str, bool], _PhoneForm | None] = {}
+# Card and phone windows from a group end before the group that takes their digits past
+# 19; a window's verdicts also read the separators and group lengths up to two groups
+# past its end and two groups before its start (_ambiguous_chain).
+_WINDOW_DIGITS: Final = 19
+_NEIGHBOURS: Final = 2
+# The part of a group no window starts at, by where a phone number would start there.
+_NO_WINDOWS: Final[dict[int | None, _GroupPlan]] = {
+    offset: ((), offset, ()) for offset in (0, -1, None)
+}
 
 
 def _shape(chars: str) -> str:
@@ -932,12 +963,21 @@ def _shape(chars: str) -> str:
 
 def _phone_form(window: str, inside_chain: bool) -> _PhoneForm | None:
     """How a phone number of shape ``window`` is written; None when none is so."""
+    key = (window, inside_chain)
+    if key in _PHONE_FORMS:
+        return _PHONE_FORMS[key]
     skip = 0
+    shown = window
     if window[0] == "(" and ")" not in window:
-        window = window[1:]
+        shown = window[1:]
         skip = 1
-    form = _read_phone_form(window, inside_chain)
-    return None if form is None else (*form, skip)
+    read = _read_phone_form(shown, inside_chain)
+    form = None if read is None else (*read, skip)
+    if len(window) <= _SHAPE_CACHE_LEN:
+        if len(_PHONE_FORMS) >= _SHAPE_CACHE_MAX:
+            _PHONE_FORMS.clear()
+        _PHONE_FORMS[key] = form
+    return form
 
 
 def _read_phone_form(window: str, inside_chain: bool) -> tuple[bool, bool, int] | None:
@@ -983,10 +1023,12 @@ def _phone_candidates(
     i: int,
     right_ok: bool,
     tail_blocked: bool,
+    opener: int,
 ) -> _PhoneEnds:
-    """Where a phone number starting at group ``i`` may end, longest first: (last group,
-    digits, how it is written after each opener). At most seven groups and 17 digits;
-    at a space, or at the run's end when the token ends there."""
+    """Where a phone number starting at group ``i`` may end, longest first: (last group
+    counted from ``i``, digits, how it is written after each opener). At most seven
+    groups and 17 digits; at a space, or at the run's end when the token ends there.
+    Only the form after ``opener`` is worked out (all three for ``_ALL_OPENERS``)."""
     last = len(starts) - 1
     top = i
     digits = ends[i] - starts[i]
@@ -995,12 +1037,14 @@ def _phone_candidates(
             break
         top += 1
         digits += ends[top] - starts[top]
+    # Fewer digits than any number has: 7 after a "+", else 8 (TextScanner._run).
+    fewest = 7 if opener == _ALL_OPENERS else 8
     found: list[tuple[int, int, tuple[_PhoneForm | None, ...]]] = []
     for j in range(top, i - 1, -1):
         if j < top:
             digits -= ends[j + 1] - starts[j + 1]
-        if digits < 7:
-            break  # fewer than any number has
+        if digits < fewest:
+            break
         if j == last:
             if not right_ok or tail_blocked:
                 continue
@@ -1008,10 +1052,63 @@ def _phone_candidates(
             continue
         window = shape[starts[i] : ends[j]]
         chain = " " in window and _ambiguous_chain(seps, starts, ends, i, j)
-        forms = tuple(_phone_form(opener + window, chain) for opener in ("", "+", "("))
+        forms: tuple[_PhoneForm | None, ...]
+        if opener == _NO_OPENER:
+            if chain:
+                continue  # national, written with spaces inside a chain (_read_phone_form)
+            forms = (_phone_form(window, False), None, None)
+        elif opener == _PAREN:
+            forms = (None, None, _phone_form("(" + window, chain))
+        else:
+            forms = tuple(_phone_form(o + window, chain) for o in ("", "+", "("))
         if any(forms):
-            found.append((j, digits, forms))
+            found.append((j - i, digits, forms))
     return tuple(found)
+
+
+def _group_plan(
+    shape: str,
+    starts: Sequence[int],
+    ends: Sequence[int],
+    seps: Sequence[str],
+    i: int,
+    right_ok: bool,
+    tail_blocked: bool,
+) -> _GroupPlan:
+    """Group ``i``'s part of the plan of a run of shape ``shape``."""
+    cards = (
+        _card_candidates(starts, ends, seps, i, right_ok)
+        if i == 0 or _card_boundary(seps[i - 1])
+        else ()
+    )
+    # A phone number starts at the run's start (decided on the text before it), after
+    # a space, or at the "(" after one.
+    if i == 0:
+        return (
+            cards,
+            0,
+            _phone_candidates(shape, starts, ends, seps, i, right_ok, tail_blocked, _ALL_OPENERS),
+        )
+    sep = seps[i - 1]
+    if sep == " ":
+        opener, phone_start = _NO_OPENER, 0
+    elif sep == " (":
+        opener, phone_start = _PAREN, -1
+    else:
+        return cards, None, ()
+    phone = _phone_candidates(shape, starts, ends, seps, i, right_ok, tail_blocked, opener)
+    return cards, phone_start, phone
+
+
+def _groups(shape: str) -> tuple[list[int], list[int], tuple[str, ...]]:
+    """Where the digit groups of a run's shape start and end, and what separates them."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for g in _DIGIT_GROUP.finditer(shape):
+        starts.append(g.start())
+        ends.append(g.end())
+    seps = tuple(shape[ends[k] : starts[k + 1]] for k in range(len(starts) - 1))
+    return starts, ends, seps
 
 
 def _run_plan(shape: str, right_ok: bool, tail_blocked: bool) -> _RunPlan:
@@ -1021,34 +1118,86 @@ def _run_plan(shape: str, right_ok: bool, tail_blocked: bool) -> _RunPlan:
     plan = _RUN_PLANS.get(key)
     if plan is not None:
         return plan
-    starts: list[int] = []
-    ends: list[int] = []
-    for g in _DIGIT_GROUP.finditer(shape):
-        starts.append(g.start())
-        ends.append(g.end())
-    seps = tuple(shape[ends[k] : starts[k + 1]] for k in range(len(starts) - 1))
-    digits_from = [0] * (len(starts) + 1)
-    for k in range(len(starts) - 1, -1, -1):
-        digits_from[k] = digits_from[k + 1] + ends[k] - starts[k]
+    starts, ends, seps = _groups(shape)
     n = len(starts)
-    cards = tuple(
-        _card_candidates(starts, ends, seps, i, right_ok)
-        if digits_from[i] >= 13 and (i == 0 or _card_boundary(seps[i - 1]))
-        else ()
-        for i in range(n)
-    )
-    # A phone number starts at the run's start (decided on the text before it), after
-    # a space, or at the "(" after one.
-    phone_starts = tuple(0 if i == 0 else {" ": 0, " (": -1}.get(seps[i - 1]) for i in range(n))
-    phone_ends = tuple(
-        _phone_candidates(shape, starts, ends, seps, i, right_ok, tail_blocked) for i in range(n)
-    )
+    digits_from = [0] * (n + 1)
+    for k in range(n - 1, -1, -1):
+        digits_from[k] = digits_from[k + 1] + ends[k] - starts[k]
+    if len(shape) <= _SHAPE_CACHE_LEN:
+        parts = [
+            _group_plan(shape, starts, ends, seps, i, right_ok, tail_blocked) for i in range(n)
+        ]
+    else:
+        parts = _long_run_groups(shape, starts, ends, seps, right_ok, tail_blocked)
+    cards, phone_starts, phone_ends = zip(*parts, strict=True)
     plan = (tuple(starts), tuple(ends), tuple(digits_from), cards, phone_starts, phone_ends)
     if len(shape) <= _SHAPE_CACHE_LEN:
         if len(_RUN_PLANS) >= _SHAPE_CACHE_MAX:
             _RUN_PLANS.clear()
         _RUN_PLANS[key] = plan
     return plan
+
+
+def _long_run_groups(
+    shape: str,
+    starts: list[int],
+    ends: list[int],
+    seps: tuple[str, ...],
+    right_ok: bool,
+    tail_blocked: bool,
+) -> list[_GroupPlan]:
+    """Each group's part of the plan of a long run (a table of numbers), at a bounded
+    cost per group. A group's part depends only on its neighbourhood: from two groups
+    before it to two groups past the last one a window from it can reach (a window has
+    at most seven groups and 19 digits). So it is worked out on that neighbourhood
+    alone and looked up by the neighbourhood's shape; and a group no window can start
+    at (too few digits ahead, not after a space or "(", not four digits or 13-19)
+    costs no look-up at all."""
+    n = len(starts)
+    last = n - 1
+    # digits_before[k]: digits in groups 0 .. k-1
+    digits_before = list(accumulate((e - s for s, e in zip(starts, ends, strict=True)), initial=0))
+    parts: list[_GroupPlan] = []
+    append = parts.append
+    get = _GROUP_PLANS.get
+    for i in range(n):
+        size = ends[i] - starts[i]
+        if i:
+            sep = seps[i - 1]
+            phone_start = 0 if sep == " " else -1 if sep == " (" else None
+            card = (size == 4 or 13 <= size <= 19) and "." not in sep and "/" not in sep
+            fewest = 8
+        else:
+            phone_start, card, fewest = 0, size == 4 or 13 <= size <= 19, 7
+        if not card and (
+            phone_start is None
+            or digits_before[min(i + _MAX_PHONE_GROUPS, n)] - digits_before[i] < fewest
+        ):
+            append(_NO_WINDOWS[phone_start])  # as _group_plan would find
+            continue
+        # The group that takes the digits from group i past 19 (n when none does):
+        # windows from i end before it, or at i when i alone has more than 19 digits,
+        # and at most seven groups on; their verdicts read two groups further.
+        reach = bisect_right(digits_before, digits_before[i] + _WINDOW_DIGITS) - 1
+        hi = min(reach - 1 if reach > i else i, i + _MAX_PHONE_GROUPS - 1) + _NEIGHBOURS
+        lo = i - _NEIGHBOURS if i > _NEIGHBOURS else 0
+        if hi >= last:
+            hi = last
+            key = (shape[starts[lo] : ends[hi]], i - lo, right_ok, tail_blocked)
+        else:
+            # The neighbourhood stops short of the run's end: nothing here reads it.
+            key = (shape[starts[lo] : ends[hi]], i - lo, False, False)
+        part = get(key)
+        if part is None:
+            # Worked out on the neighbourhood's groups alone (offsets into the run's
+            # shape), so that it is what the key says, whatever else the run holds.
+            part = _group_plan(shape, starts[lo : hi + 1], ends[lo : hi + 1], seps[lo:hi], *key[1:])
+            if len(key[0]) <= _NEIGHBOURHOOD_CACHE_LEN:
+                if len(_GROUP_PLANS) >= _SHAPE_CACHE_MAX:
+                    _GROUP_PLANS.clear()
+                _GROUP_PLANS[key] = part
+        append(part)
+    return parts
 
 
 def _run_start(text: str, rs: int, left_ok: bool) -> int | None:
