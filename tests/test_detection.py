@@ -640,3 +640,62 @@ def test_work_on_a_table_of_numbers_grows_linearly(layout: str) -> None:
     assert big_work <= 4.4 * small_work + 1000
     # and a small constant (the whole-run plans took 70-250 calls a character here)
     assert big_work <= 40 * len(big)
+
+
+# --- whole values that are identifiers or timestamps -------------------------------------
+IDENTIFIERS = [
+    "3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c",
+    "3F2B8C1E-9D4A-4E6B-8A7C-1D2E3F4A5B6C",
+    "00000000-0000-4000-8000-414111111111",  # a UUID's digits are the UUID's
+    "2026-11-26",
+    "2026-11-26T10:00:00Z",
+    "2026-11-26 10:00:00",
+    "2026-11-26T10:00:00.123456+01:00",
+    "2026-11-26t23:59:59-0530",
+    "507f1f77bcf86cd799439011",  # a MongoDB ObjectId
+    "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881",  # SHA-256
+    "DA39A3EE5E6B4B0D3255BFEF95601890AFD80709",  # SHA-1, upper case
+]
+
+
+@pytest.mark.parametrize("value", IDENTIFIERS)
+def test_a_whole_identifier_or_timestamp_is_not_scanned(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # These fill JSON APIs; their digit runs would send each one through every detector.
+    scanner = TextScanner()
+    calls: list[str] = []
+    monkeypatch.setattr(scanner, "_candidates", lambda text, *a, **k: calls.append(text) or [])
+    assert scanner.scan(value) == []
+    assert not scanner.contains(value)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("de89370400440532013000", "iban"),  # lower case, unbroken: all hex digits
+        ("DE89370400440532013000", "iban"),
+        ("4111111111111111", "card"),
+        ("4111-1111-1111-1111", "card"),
+        ("2026-11-26 call +49 30 12345678", "phone"),  # a date inside text: scanned
+        ("2026-11-26T10:00:00Z jane@example.com", "email"),
+        ("3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c 4111 1111 1111 1111", "card"),
+    ],
+)
+def test_personal_data_is_never_taken_for_an_identifier(text: str, kind: str) -> None:
+    assert kind in [k for k, _ in found(text)]
+
+
+def test_a_hex_string_holding_a_long_digit_run_is_still_scanned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scanner = TextScanner()
+    calls: list[str] = []
+    real = scanner._candidates
+    monkeypatch.setattr(
+        scanner, "_candidates", lambda text, *a, **k: calls.append(text) or real(text, *a, **k)
+    )
+    for value in ["abc4111111111111111cdef0123456789abcdef", "ab12cdef0123456789abcdef01"]:
+        scanner.scan(value)
+    assert len(calls) == 2  # 13 digits in a row; an IBAN's start at an IBAN's length

@@ -25,6 +25,7 @@ from privguard._detection import (
     _long_run_groups,
     luhn_valid,
 )
+from privguard._redaction import _NOTHING_TO_FIND
 from privguard._streams import TextStreamRedactor
 
 SETTINGS = settings(
@@ -310,3 +311,56 @@ def test_long_runs_scan_as_if_planned_whole(text: str) -> None:
             _detection._RUN_PLANS.clear()
             _detection._STRETCH_RUNS.clear()
     assert found == whole
+
+
+# --- the shortcuts in front of the detectors never hide what they would find --------------
+IBANS = st.tuples(
+    st.sampled_from(
+        [
+            "DE89 3704 0044 0532 0130 00",
+            "DE89370400440532013000",
+            "GB82WEST12345698765432",
+            "NL91ABNA0417164300",
+            "FR14 2004 1010 0505 0001 3M02 606",
+            "BE68 5390 0754 7034",
+            "MT84 MALT 0110 0001 2345 MTLC AST0 01S",
+        ]
+    ),
+    st.booleans(),
+).map(lambda pair: pair[0].lower() if pair[1] else pair[0])
+
+
+@st.composite
+def personal_values(draw: st.DrawFn) -> str:
+    which = draw(st.sampled_from(["card", "email", "iban", "phone"]))
+    if which == "card":
+        return draw(card_numbers())[0]
+    if which == "email":
+        return draw(email_addresses())
+    if which == "iban":
+        return draw(IBANS)
+    return draw(st.sampled_from(PHONES))
+
+
+@SETTINGS
+@given(personal_values())
+def test_a_personal_value_is_never_taken_for_an_identifier(value: str) -> None:
+    assert _detection._IDENTIFIER(value) is None
+    assert DEFAULT_SCANNER.scan(value)
+
+
+@SETTINGS
+@given(texts_with_personal_data())
+def test_the_redactor_prefilter_lets_every_finding_through(
+    case: tuple[str, list[str], list[str]],
+) -> None:
+    text = case[0]
+    assert DEFAULT_SCANNER.scan(text)
+    assert _NOTHING_TO_FIND(text) is not None
+
+
+@SETTINGS
+@given(st.text(st.sampled_from(list("0123456789 -./()+@aBxZ")), max_size=40))
+def test_the_prefilter_is_a_superset_of_the_scanner(text: str) -> None:
+    if DEFAULT_SCANNER.scan(text):
+        assert _NOTHING_TO_FIND(text) is not None

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from ._detection import _IDENTIFIER, _IDENTIFIER_MAX
 from ._errors import PolicyError, RedactionError, UnparseableBody
 from ._operators import (
     card_masker,
@@ -351,7 +352,7 @@ _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 # The pattern starts with a character class so that the regex engine skips, in C, to
 # the first "@" or digit; a string with neither (most of them) costs one short scan.
 _NOTHING_TO_FIND: Final = re.compile(
-    r"[@\d](?:(?<=@)|(?<=\d)(?:[\d \-./()]{5,}\d|(?<=[A-Za-z]{2}\d)\d))"
+    r"[@\d](?:(?<=@)|[\d \-./()]{5,}\d|\d(?<=[A-Za-z]{2}\d\d))"
 ).search
 _PLAIN_ITEMS: Final = frozenset({int, float, bool, type(None)})
 
@@ -691,6 +692,14 @@ class Redactor:
             return text
         return scanner.redact(text, self.text_replacer(audience, ctx))
 
+    def _scan_text(
+        self, text: str, audience: RecipientKind | None, ctx: RedactionContext | None
+    ) -> str:
+        """:meth:`_text` for a string the caller already put through the prefilter."""
+        if len(text) <= _IDENTIFIER_MAX and _IDENTIFIER(text) is not None:
+            return text  # a UUID, a timestamp, a digest: what the scanner would say, sooner
+        return self._scanner.redact(text, self.text_replacer(audience, ctx))  # type: ignore[union-attr]
+
     def text_replacer(
         self, audience: RecipientKind | None = None, context: RedactionContext | None = None
     ) -> Callable[[Finding, str], str]:
@@ -920,7 +929,7 @@ class Redactor:
                 return shape.compiled(value, ctx, depth)
         out: dict[Any, Any] = {}
         walk = self._walk
-        text = self._text if self._detect else None
+        text = self._scan_text if self._detect else None
         nothing = _NOTHING_TO_FIND
         for (k, v), (cat, fn) in zip(value.items(), shape.plan, strict=True):
             vt = type(v)
@@ -975,7 +984,7 @@ class Redactor:
             ops,
             audience=audience,
             walk=self._walk,
-            text=self._text if self._detect else None,
+            text=self._scan_text if self._detect else None,
             apply_op=self._apply_op,
             max_depth=self._max_depth,
         )
