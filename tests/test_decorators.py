@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import inspect
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -395,3 +395,88 @@ def test_functools_wraps_is_what_is_used() -> None:
     assert all(
         getattr(wrapped, a) == getattr(_async_noop, a) for a in ("__module__", "__qualname__")
     )
+
+
+# -- generators are forwarded as `yield from` forwards them --------------------------------
+def _async_rows(events: list[object]) -> Any:
+    async def rows(contact: Subject) -> AsyncGenerator[dict[str, str], str | None]:
+        try:
+            got = yield dict(RECORD)
+            events.append(("sent", got))
+            try:
+                yield dict(RECORD)
+            except ValueError:
+                events.append("thrown")
+                yield {"email": "after@example.com"}
+            yield dict(RECORD)
+        finally:
+            events.append("closed")
+
+    return rows
+
+
+@pytest.mark.parametrize("which", ["requires", "redacts"])
+async def test_async_generators_get_asend_athrow_and_aclose(guard: Privguard, which: str) -> None:
+    guard.ledger.grant(ALICE, Purposes.MARKETING_EMAIL, evidence=EVIDENCE)
+    events: list[object] = []
+    decorate = (
+        requires(Purposes.MARKETING_EMAIL, subject_arg="contact")
+        if which == "requires"
+        else redacts()
+    )
+    rows = decorate(_async_rows(events))
+    assert inspect.isasyncgenfunction(rows)
+    gen = rows(ALICE)
+    first = await gen.asend(None)
+    await gen.asend("page 2")
+    third = await gen.athrow(ValueError("stop that"))
+    assert events == [("sent", "page 2"), "thrown"]
+    await gen.aclose()
+    assert events[-1] == "closed"  # at once: a cursor in the generator is released now
+    if which == "redacts":
+        assert (first["email"], third["email"]) == ("j***@example.com", "a***@example.com")
+    else:
+        assert (first["email"], third["email"]) == (RECORD["email"], "after@example.com")
+
+
+async def test_an_exception_the_async_generator_does_not_handle_comes_back_out(
+    guard: Privguard,
+) -> None:
+    events: list[object] = []
+    gen = redacts()(_async_rows(events))(ALICE)
+    await gen.__anext__()
+    with pytest.raises(KeyError):
+        await gen.athrow(KeyError("not handled"))
+    assert events == ["closed"]
+
+
+def test_generators_under_redacts_get_send_throw_close_and_return(guard: Privguard) -> None:
+    events: list[object] = []
+
+    @redacts()
+    def rows() -> Generator[dict[str, str], str | None, int]:
+        try:
+            got = yield dict(RECORD)
+            events.append(("sent", got))
+            try:
+                yield dict(RECORD)
+            except ValueError:
+                events.append("thrown")
+                yield {"email": "after@example.com"}
+            return 7
+        finally:
+            events.append("closed")
+
+    gen = rows()
+    assert next(gen)["email"] == "j***@example.com"
+    gen.send("page 2")
+    assert gen.throw(ValueError("stop that"))["email"] == "a***@example.com"
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == 7
+    assert events == [("sent", "page 2"), "thrown", "closed"]
+
+    closed = rows()
+    next(closed)
+    closed.close()
+    assert events[-1] == "closed" and events.count("closed") == 2

@@ -19,13 +19,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import (
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Coroutine,
     Generator,
     Iterable,
-    Iterator,
     Mapping,
 )
 from dataclasses import dataclass
@@ -329,17 +328,14 @@ def requires(
 
         if inspect.isasyncgenfunction(fn):
 
-            @functools.wraps(fn)
-            async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            async def acheck(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
                 g, subject, check_scope = prepare(args, kwargs)
                 decision = await g.acheck(
                     subject, purpose, cats, recipient=rkind, scope=check_scope
                 )
                 decision.raise_for_denial()
-                async for item in fn(*args, **kwargs):
-                    yield item
 
-            return async_gen_wrapper
+            return _async_generator_wrapper(fn, acheck, _same)
 
         if inspect.isgeneratorfunction(fn):
 
@@ -400,20 +396,13 @@ def redacts(
             return async_wrapper
 
         if inspect.isasyncgenfunction(fn):
-
-            @functools.wraps(fn)
-            async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                async for item in fn(*args, **kwargs):
-                    yield redact(item)
-
-            return async_gen_wrapper
+            return _async_generator_wrapper(fn, None, redact)
 
         if inspect.isgeneratorfunction(fn):
 
             @functools.wraps(fn)
-            def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-                for item in fn(*args, **kwargs):
-                    yield redact(item)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+                return (yield from _forward(fn(*args, **kwargs), redact))
 
             return gen_wrapper
 
@@ -431,3 +420,63 @@ def redacts(
 
 async def _redact_later(result: Awaitable[Any], redact: Callable[[Any], Any]) -> Any:
     return redact(await result)
+
+
+def _same(item: Any) -> Any:
+    return item
+
+
+def _forward(
+    gen: Generator[Any, Any, Any], transform: Callable[[Any], Any]
+) -> Generator[Any, Any, Any]:
+    """``yield from gen`` with ``transform`` applied to what it yields: values sent and
+    exceptions thrown in reach ``gen``, closing closes it, its return value is returned."""
+    try:
+        item = next(gen)
+        while True:
+            try:
+                sent = yield transform(item)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                item = gen.throw(exc)
+            else:
+                item = gen.send(sent)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        gen.close()
+
+
+def _async_generator_wrapper(
+    fn: Callable[..., AsyncGenerator[Any, Any]],
+    before: Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[None]] | None,
+    transform: Callable[[Any], Any],
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """An async generator function running ``before`` (the check) ahead of ``fn``'s first
+    step, then forwarding as ``yield from`` would: values sent (``asend``) and exceptions
+    thrown in (``athrow``) reach ``fn``'s generator, and closing the wrapper closes it at
+    once (its ``finally`` blocks run then, not when the garbage collector gets to it)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        if before is not None:
+            await before(args, kwargs)
+        agen = fn(*args, **kwargs)
+        try:
+            item = await agen.__anext__()
+            while True:
+                try:
+                    sent = yield transform(item)
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    item = await agen.athrow(exc)
+                else:
+                    item = await agen.asend(sent)
+        except StopAsyncIteration:
+            return
+        finally:
+            await agen.aclose()
+
+    return wrapper
