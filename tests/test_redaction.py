@@ -496,3 +496,19 @@ def test_identifiers_and_timestamps_come_back_as_they_were_and_cheaply() -> None
         }
         assert "4111 1111 1111 1111" not in got["note"] and "1111" in got["note"]
     assert scanner.scanned == [record["note"]] * 4  # only the free text met the detectors
+
+
+def test_a_key_that_held_identifiers_is_still_scanned_when_it_holds_personal_data() -> None:
+    # The function generated for this key set checks "id" for an identifier first,
+    # because the record it was made from had one there; other values still get scanned.
+    redactor = Redactor()
+    rows = [{"id": f"3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b{i:02d}", "note": "hi"} for i in range(3)]
+    rows += [
+        {"id": "paid with 4111 1111 1111 1111", "note": "hi"},
+        {"id": "jane.doe@example.com", "note": "2026-11-26T10:00:00Z"},
+    ]
+    out = redactor.redact({"rows": rows})["rows"]
+    assert redactor._compiled[None]  # the last two went through the generated function
+    assert [r["id"] for r in out[:3]] == [r["id"] for r in rows[:3]]
+    assert out[3]["id"] == "paid with **** **** **** 1111"
+    assert out[4] == {"id": "j***@example.com", "note": "2026-11-26T10:00:00Z"}

@@ -126,6 +126,17 @@ record_keys = st.lists(
 )
 
 
+IDENTIFIERS = st.sampled_from(
+    [
+        "3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c",
+        "2026-11-26T10:00:00Z",
+        "2026-11-26",
+        "507f1f77bcf86cd799439011",
+        "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+    ]
+)
+
+
 @st.composite
 def records(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """4 to 8 dicts with the same keys, values of any kind; (records, cards, e-mails)."""
@@ -134,7 +145,9 @@ def records(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[str], list[str]
     mails: list[str] = []
 
     def value() -> Any:
-        choice = draw(st.integers(0, 6))
+        choice = draw(st.integers(0, 7))
+        if choice == 7:  # the function generated for a key that held one checks it first
+            return draw(IDENTIFIERS)
         if choice <= 2:
             text, c, m = draw(secret_in_text())
             cards.extend(c)

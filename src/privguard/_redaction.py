@@ -400,6 +400,7 @@ def _generate_shape(
     plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
     ops: list[Operator | None],
     *,
+    identifiers: frozenset[object] = frozenset(),
     audience: RecipientKind | None,
     walk: Callable[..., object],
     text: Callable[[str, RecipientKind | None, RedactionContext | None], str] | None,
@@ -411,10 +412,12 @@ def _generate_shape(
     It unpacks the values and builds the result in one dict display, doing per key only
     what that key needs: a string under a masked key goes straight to its mask, a label
     is a constant, a string under a key that says nothing meets the one-search
-    prefilter, numbers and ``None`` are kept, and anything else (a nested dict, a list,
-    an unexpected type) goes to the general walk, so the result is the walk's result for
-    any values. Keys, categories and operators reach the generated code as names bound
-    in its globals, never as source text: no key of the data decides what code runs.
+    prefilter (under a key in ``identifiers``, one that held a UUID or a timestamp when
+    the function was made, the identifier check first), numbers and ``None`` are kept,
+    and anything else (a nested dict, a list, an unexpected type) goes to the general
+    walk, so the result is the walk's result for any values. Keys, categories and
+    operators reach the generated code as names bound in its globals, never as source
+    text: no key of the data decides what code runs.
     """
     env: dict[str, object] = {
         "_walk": walk,
@@ -425,6 +428,8 @@ def _generate_shape(
         "_apply": apply_op,
         "_plain_items": _PLAIN_ITEMS.issuperset,
         "_max": max_depth,
+        "_ident": _IDENTIFIER,
+        "_ident_max": _IDENTIFIER_MAX,
     }
     items = []
     for i, (key, (cat, fn), op) in enumerate(zip(keys, plan, ops, strict=True)):
@@ -436,6 +441,11 @@ def _generate_shape(
         if cat is None:
             if text is None:
                 on_str = v
+            elif key in identifiers:
+                on_str = (
+                    f"({v} if (len({v}) <= _ident_max and _ident({v}) is not None) "
+                    f"or _nothing({v}) is None else _text({v}, _aud, ctx))"
+                )
             else:
                 on_str = f"({v} if _nothing({v}) is None else _text({v}, _aud, ctx))"
             expr = (
@@ -923,7 +933,7 @@ class Redactor:
         elif shape.seen < _COMPILE_AFTER:
             shape.seen += 1
         elif len(compiled := self._compiled[audience]) < _COMPILED_LIMIT:
-            shape.compiled = self._compile_shape(keys, shape.plan, audience)
+            shape.compiled = self._compile_shape(keys, shape.plan, audience, value)
             if shape.compiled is not None:
                 compiled[keys] = shape.compiled
                 return shape.compiled(value, ctx, depth)
@@ -972,16 +982,26 @@ class Redactor:
         keys: tuple[object, ...],
         plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
         audience: RecipientKind | None,
+        sample: Mapping[Any, Any],
     ) -> _ShapeFunction | None:
         # Only for plain string keys: the function emits the keys it was made with, so
         # equal keys of other types (1 and True, a StrEnum) keep the loop's exact output.
         if len(keys) > _SHAPE_MAX_KEYS or not all(type(k) is str for k in keys):
             return None
         ops = [None if cat is None else self.operator_for(cat, audience) for cat, _ in plan]
+        # Keys that held an identifier or a timestamp this time (an id, created_at) will
+        # again: their values meet the identifier check first, cheaper than the
+        # prefilter on a UUID's many digits. Only which keys, never a value, is kept.
+        identifiers = frozenset(
+            k
+            for k, v in sample.items()
+            if type(v) is str and len(v) <= _IDENTIFIER_MAX and _IDENTIFIER(v) is not None
+        )
         return _generate_shape(
             keys,
             plan,
             ops,
+            identifiers=identifiers,
             audience=audience,
             walk=self._walk,
             text=self._scan_text if self._detect else None,
