@@ -80,8 +80,9 @@ def test_card_digits_are_held_until_the_number_is_decided() -> None:
     redactor = TextStreamRedactor(DEFAULT_SCANNER, label)
     assert redactor.feed("pay 4111 1111") == "pay "
     assert redactor.feed(" 1111 1111") == ""
-    assert redactor.feed(" thanks") == "[CARD] "  # "thanks" may be a local part
-    assert redactor.finish() == "thanks"
+    assert redactor.feed(" thanks") == ""  # too little new text for a scan yet
+    assert redactor.feed(", see you") == "[CARD] thanks, see "  # "you" may be a local part
+    assert redactor.finish() == "you"
 
 
 def test_held_text_stays_within_the_lookbehind() -> None:
@@ -91,6 +92,60 @@ def test_held_text_stays_within_the_lookbehind() -> None:
         redactor.feed(c)
         assert redactor.held <= MIN_LOOKBEHIND
     redactor.finish()
+
+
+class CountingScanner(TextScanner):
+    """Counts the characters handed to the scans a stream redactor makes."""
+
+    read = 0
+
+    def _candidates(self, text: str, floor: int, *, first_only: bool = False) -> list[Finding]:
+        self.read += len(text)
+        return super()._candidates(text, floor, first_only=first_only)
+
+    def _hold_start(self, text: str, floor: int) -> int:
+        self.read += len(text)
+        return super()._hold_start(text, floor)
+
+
+TABLE = " ".join(f"{n * 7919 % 10000:04d}" for n in range(4000))  # 20 KB of digit groups
+
+
+@pytest.mark.parametrize("size", [1, 3, 16, 100])
+@pytest.mark.parametrize("text", [TABLE, TABLE.replace("0", " "), "hello world, " * 1500])
+def test_scans_read_a_bounded_multiple_of_the_text_fed(text: str, size: int) -> None:
+    """Small chunks are gathered before a scan, so the context and the held tail that
+    every scan rereads are not reread for each chunk: scanning a table of digit groups fed
+    a character at a time read 218 characters per character fed, one scan per chunk."""
+    scanner = CountingScanner()
+    redactor = TextStreamRedactor(scanner, label)
+    out = "".join(redactor.feed(text[i : i + size]) for i in range(0, len(text), size))
+    out += redactor.finish()
+    assert out == DEFAULT_SCANNER.redact(text, label)
+    # A scan rereads at most twice the new text: three characters read per character
+    # fed, by _candidates and by _hold_start each (a scan per chunk read 109 each).
+    assert scanner.read < 2 * 3 * len(text) + 1000
+
+
+def test_decided_text_waits_for_fewer_than_64_more_characters() -> None:
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label)
+    text = "the quick brown fox jumps over the lazy dog. " * 40
+    released = 0
+    for i, c in enumerate(text, 1):
+        released += len(redactor.feed(c))
+        # a scan per chunk held the last word, or the last three characters (an IBAN?)
+        assert i - released < 64 + len("jumps") + 3
+        assert redactor.held == i - released
+
+
+def test_64_new_characters_are_scanned_whatever_is_held() -> None:
+    """With a long look-behind the held tail can be long; new text is still scanned once
+    64 characters of it have gathered."""
+    redactor = TextStreamRedactor(DEFAULT_SCANNER, label, lookbehind=1000)
+    assert redactor.feed("mail a@" + "b" * 300) == "mail "  # the domain may still grow
+    assert redactor.feed(" now" * 15 + "...") == ""  # 63 characters: gathered
+    assert redactor.feed(" ") == "a@" + "b" * 300 + " now" * 15 + "."
+    assert redactor.held == 3  # as ever: the last three could still open an IBAN
 
 
 def test_long_local_part_is_held_only_for_64_characters() -> None:
