@@ -25,6 +25,7 @@ from privguard._detection import (
     _RegionRule,
     luhn_valid,
 )
+from privguard._streams import TextStreamRedactor
 
 SCANNER = DEFAULT_SCANNER
 
@@ -330,6 +331,149 @@ def test_local_part_is_bounded_to_64_characters() -> None:
     local = "a" * 100
     [finding] = SCANNER.scan(f"{local}@example.com")
     assert finding.start == 36  # the last 64 characters before "@"
+
+
+# --- e-mail: fullwidth and small at-signs, wide dots ---------------------------------------
+
+WIDE_ADDRESSES = [
+    "jane＠example.com",  # fullwidth at, U+FF20
+    "jane﹫example.com",  # small at, U+FE6B
+    "jane.doe+events＠sub.example.co.uk",
+    "josé﹫bücher.de",
+    "user＠xn--80ak6aa92e.com",
+    "jane＠example．com",  # fullwidth full stop, U+FF0E
+    "jane＠example。com",  # ideographic full stop, U+3002
+    "jane@example。com",  # the input-method artefact: "@" typed, "." turned into "。"
+    "jane﹫mail｡example｡org",  # halfwidth ideographic full stop, U+FF61
+    "用户＠例子。cn",
+    "jane＠example．xn--p1ai",
+    "ｊａｎｅ．ｄｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",  # typed in fullwidth mode
+    "ｊａｎｅ＋ｘ＠ｅｘ－ａｍｐｌｅ．ｃｏｍ",
+]
+
+
+# A top-level domain in CJK runs on into CJK text after it, as with "@": tested alone.
+@pytest.mark.parametrize("address", [*WIDE_ADDRESSES, "用户＠例子.广告", "ユーザー﹫例え.テスト"])
+def test_wide_at_signs_and_dots_are_found(address: str) -> None:
+    assert found(address) == [("email", address)]
+
+
+@pytest.mark.parametrize("address", WIDE_ADDRESSES)
+@pytest.mark.parametrize(
+    "before,after",
+    [
+        ("mail me at ", " please"),
+        ("请联系", "，谢谢"),
+        ("メールは", "までお願いします"),
+        ("<", ">"),
+        ("(", ")."),
+        ("", " ok"),
+        ("hi ", ""),
+    ],
+)
+def test_wide_addresses_in_text_keep_the_text_around_them(
+    address: str, before: str, after: str
+) -> None:
+    text = before + address + after
+    # "请联系" and "メールは" are letters: glued on, they join the local part, as before "@".
+    glued = before if before[-1:].isalnum() else ""
+    assert found(text) == [("email", glued + address)]
+    assert SCANNER.redact(text, label) == before[: len(before) - len(glued)] + "[EMAIL]" + after
+
+
+@pytest.mark.parametrize(
+    "text,addresses",
+    [
+        (
+            "jane@example.com, bob＠example.org and 李﹫例子.中国",
+            ["jane@example.com", "bob＠example.org", "李﹫例子.中国"],
+        ),
+        ("a＠example．com;b@example。com", ["a＠example．com", "b@example。com"]),
+        # glued on, it extends the address as with "@"
+        ("a＠example.comfoo﹫bar.com", ["a＠example.comfoo﹫bar.com"]),
+        # one kind of wide dot throughout: where the dots change, the address ends
+        ("x＠mail.example。com", ["x＠mail.example"]),
+        ("x＠example．co｡uk", ["x＠example．co"]),
+        # a sentence goes on after the address
+        ("写信给jane＠example。com。谢谢", ["写信给jane＠example。com"]),
+        ("mail jane@example.com。Thanks", ["jane@example.com"]),
+        ("mail jane＠example.com．Thanks", ["jane＠example.com"]),
+        ("ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍまで", ["ｊａｎｅ＠ｅｘａｍｐｌｅ．ｃｏｍ"]),
+        # a Latin top-level domain ends where kana, CJK or Hangul begin, after "@" too
+        ("メールはjane@example.comまで", ["メールはjane@example.com"]),
+        ("jane@example.co.kr로 보내세요", ["jane@example.co.kr"]),
+        ("用户@例子.广告 ok", ["用户@例子.广告"]),
+        # leading dots and quotes, either width, are not part of the address
+        ("．＇jane＠example．com", ["jane＠example．com"]),
+    ],
+)
+def test_mixed_at_signs_and_dots(text: str, addresses: list[str]) -> None:
+    assert found(text) == [("email", a) for a in addresses]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "＠jane see you",  # a mention without a local part
+        "ping ＠jane",
+        "cc ﹫jane, thanks",
+        "meet＠ 10am",
+        "lunch ＠ 12:30",
+        "jane＠localhost",
+        "jane＠example．",
+        "info＠presidio。",
+        "x＠ y．com",
+        "logo＠2x．png",
+        "logo＠2x．ｐｎｇ",
+        "lodash＠4．17．21",
+        "请联系＠李明。他会回复",  # a mention, then a sentence: "。" ends it
+        "用户＠例子。中国",  # so no CJK top-level domain after a wide dot
+        "田中＠営業部．よろしく",
+        "＠＠＠",
+        "a＠．com",
+    ],
+)
+def test_wide_at_sign_lookalikes(text: str) -> None:
+    assert [k for k, _ in found(text) if k == "email"] == []
+
+
+def test_wide_local_part_is_bounded_to_64_characters() -> None:
+    [finding] = SCANNER.scan("ａ" * 100 + "＠example.com")
+    assert finding.start == 36
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Contact jane.doe＠example.com now",
+        "Contact jane.doe﹫example．com now",
+        "请联系jane＠example。com，谢谢",
+        "ｊａｎｅ．ｄｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+        "a@example.com b＠example.org c﹫example｡net",
+        "请联系＠李明。他会回复",
+    ],
+)
+def test_wide_addresses_split_across_stream_chunks(text: str) -> None:
+    expected = SCANNER.redact(text, label)
+    for cut in range(len(text) + 1):
+        redactor = TextStreamRedactor(SCANNER, label)
+        first = redactor.feed(text[:cut])
+        assert redactor.feed(text[cut:]) + redactor.finish() == expected[len(first) :]
+        assert expected.startswith(first)
+    one_at_a_time = TextStreamRedactor(SCANNER, label)
+    out = "".join(one_at_a_time.feed(c) for c in text) + one_at_a_time.finish()
+    assert out == expected
+
+
+@pytest.mark.parametrize("at", ["＠", "﹫"])
+def test_a_wide_at_sign_at_the_end_of_a_chunk_holds_the_address(at: str) -> None:
+    redactor = TextStreamRedactor(SCANNER, label)
+    out = ""
+    for piece in ("x " * 70, "mail jane", at, "example", "．", "co", "m"):
+        out += redactor.feed(piece)
+        assert "jane" not in out
+    out += redactor.feed(" thanks") + redactor.finish()
+    assert out == "x " * 70 + "mail [EMAIL] thanks"
 
 
 # --- phones: more -------------------------------------------------------------------------

@@ -99,15 +99,24 @@ LOCAL = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
 LABEL = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=10)
 
 
+# "@", the fullwidth and the small at-sign; "." and the dots UTS 46 maps to it.
+AT_SIGNS = ["@", "@", "＠", "﹫"]
+DOTS = [".", ".", ".", "．", "。", "｡"]
+AT_SIGN = re.compile("[@＠﹫]")
+
+
 @st.composite
 def email_addresses(draw: st.DrawFn) -> str:
     local = draw(st.lists(LOCAL, min_size=1, max_size=3).map(".".join))
-    local += draw(st.sampled_from(["", "+events", "_x", "-y"]))
+    local += draw(st.sampled_from(["", "+events", "_x", "-y", "＋ｘ"]))
     labels = draw(st.lists(LABEL, min_size=1, max_size=3))
-    tld = draw(st.sampled_from(["com", "de", "io", "co.uk", "xn--p1ai", "рф", "广告"]))
+    dot = draw(st.sampled_from(DOTS))
+    # after a wide dot, a Latin (either width) or punycode top-level domain
+    tlds = ["com", "de", "io", "co.uk", "xn--p1ai"] + (["рф", "广告"] if dot == "." else ["ｃｏｍ"])
+    tld = draw(st.sampled_from(tlds)).replace(".", dot)
     if draw(st.booleans()):
-        local = draw(st.sampled_from(["用户", "josé", "ünal"])) + local
-    return f"{local}@{'.'.join(labels)}.{tld}"
+        local = draw(st.sampled_from(["用户", "josé", "ünal", "ｊａｎｅ．"])) + local
+    return f"{local}{draw(st.sampled_from(AT_SIGNS))}{dot.join(labels)}{dot}{tld}"
 
 
 FILLER = st.text(
@@ -148,9 +157,10 @@ def assert_nothing_survives(out: str, cards: list[str], emails: list[str]) -> No
     for digits in cards:
         assert digits not in out_digits
     for address in emails:
-        local = address.split("@")[0]
+        at = AT_SIGN.search(address)
+        assert at is not None
         assert address not in out
-        assert local + "@" not in out
+        assert address[: at.end()] not in out  # the local part and its at-sign
 
 
 def stream(text: str, cuts: list[int]) -> str:
@@ -194,6 +204,20 @@ def test_stream_one_character_at_a_time(case: tuple[str, list[str], list[str]]) 
 def test_stream_equals_one_shot_on_arbitrary_text(filler: str, cuts: list[int]) -> None:
     text = filler * 3
     assert stream(text, cuts) == DEFAULT_SCANNER.redact(text, label)
+
+
+# Letters, digits, at-signs and dots of every width, CJK and the boundaries of CJK text.
+AT_FILLER = st.text(st.sampled_from(list("ab xz.-_0@＠﹫．。｡ａｃｏｍ用户李明，")), max_size=40)
+
+
+@SETTINGS
+@given(AT_FILLER, st.lists(st.integers(0, 10_000), max_size=8))
+@example("jane＠example．co", [11, 12, 13, 14])
+@example("李明＠用户。com。李", [2, 3, 5, 7])
+def test_stream_equals_one_shot_on_text_with_at_signs(filler: str, cuts: list[int]) -> None:
+    text = filler * 3
+    assert stream(text, cuts) == DEFAULT_SCANNER.redact(text, label)
+    assert stream(text, list(range(len(text)))) == DEFAULT_SCANNER.redact(text, label)
 
 
 @SETTINGS
@@ -360,7 +384,7 @@ def test_the_redactor_prefilter_lets_every_finding_through(
 
 
 @SETTINGS
-@given(st.text(st.sampled_from(list("0123456789 -./()+@aBxZ")), max_size=40))
+@given(st.text(st.sampled_from(list("0123456789 -./()+@aBxZ＠﹫．。｡ｃ用")), max_size=40))
 def test_the_prefilter_is_a_superset_of_the_scanner(text: str) -> None:
     if DEFAULT_SCANNER.scan(text):
         assert _NOTHING_TO_FIND(text) is not None

@@ -3,10 +3,10 @@
 ``docs/detectors.md`` says what each detector finds, what it misses and why.
 
 Speed comes from never looking at most of the text in Python: three scans run in C
-(``str.find`` for ``@``, one regex for runs of at least seven digits, one regex for the
-two letters and two digits that open an IBAN) and only their few hits reach the
-per-kind checks. Every decision depends on a bounded neighbourhood of the hit, which is
-what lets :mod:`privguard._streams` redact a stream chunk by chunk with a small
+(``str.find`` for ``@`` and its wide forms, one regex for runs of at least seven digits,
+one regex for the two letters and two digits that open an IBAN) and only their few hits
+reach the per-kind checks. Every decision depends on a bounded neighbourhood of the hit,
+which is what lets :mod:`privguard._streams` redact a stream chunk by chunk with a small
 look-behind and still give the one-shot result.
 """
 
@@ -214,15 +214,39 @@ _BARE_PHONE_TYPES: Final = frozenset((PhoneNumberType.MOBILE, PhoneNumberType.FI
 # --- e-mail --------------------------------------------------------------------------
 
 _LOCAL_MAX: Final = 64
-# Matched on the reversed text before "@": local parts run leftwards from the "@".
-_LOCAL_REV: Final = re.compile(r"[\w.+'\-]{1,64}")
-_LABEL: Final = r"[^\W_](?:[\w\-]{0,61}[^\W_])?"
+# The at-signs: "@", the fullwidth "＠" (U+FF20, what CJK input methods type) and the
+# small "﹫" (U+FE6B). NFKC makes both "@", and a reader sees an address either way. A
+# text without them (``str.isascii`` answers at no cost for most) pays one ``str.find``
+# for "@", as before.
+_WIDE_ATS: Final = ("\uff20", "\ufe6b")
+# Matched on the reversed text before the at-sign: local parts run leftwards from it.
+# The fullwidth ". + - _ '" (U+FF0E, FF0B, FF0D, FF3F, FF07; NFKC makes them ASCII) count
+# as their ASCII forms, so an address typed in fullwidth mode is found whole.
+_LOCAL_REV: Final = re.compile(r"[\w.+'\-" "\uff0e\uff0b\uff0d\uff3f\uff07" r"]{1,64}")
+_LOCAL_EDGE: Final = ".'\uff0e\uff07"  # dots and quotes never lead a local part
+_LABEL: Final = r"[^\W_](?:[\w\-" "\uff0d" r"]{0,61}[^\W_])?"
 # The top-level domain ends where its letters end: "jane@example.com-x" still holds an
-# address, and rejecting the whole would let it through.
+# address, and rejecting the whole would let it through. A Latin one also ends where
+# kana, CJK or Hangul begin: text in those scripts runs on without a space
+# ("メールはjane＠example.comまで"), and no top-level domain mixes scripts.
+#
+# Labels may also be separated by the dots UTS 46 maps to "." (RFC 3490's list: the
+# fullwidth "．" U+FF0E, the ideographic "。" U+3002, the halfwidth "｡" U+FF61):
+# "jane＠example．com" and the input-method artefact "jane@example。com" are addresses.
+# Such a domain is tried only where the "." form matches nothing, must use one such dot
+# throughout, and its top-level domain must be Latin letters (either width) or punycode:
+# "。" also ends a CJK sentence, so a mention followed by a sentence ("请联系＠李明。他会回复")
+# is no address, and "jane@example.com。Thanks" stays "jane@example.com".
+_WIDE_DOTS: Final = "\uff0e\u3002\uff61"
+_LATIN: Final = r"A-Za-z\uff21-\uff3a\uff41-\uff5a"  # either width
+_CJK: Final = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"  # kana, CJK, Hangul
 _DOMAIN: Final = re.compile(
-    rf"(?:{_LABEL}\.){{1,10}}(?P<tld>[Xx][Nn]--[A-Za-z0-9\-]{{1,59}}|[^\W\d_]{{2,63}})"
+    rf"(?:{_LABEL}\.){{1,10}}(?P<tld>[Xx][Nn]--[A-Za-z0-9\-]{{1,59}}"
+    rf"|[{_LATIN}]{{2,63}}(?=[{_CJK}])|[^\W\d_]{{2,63}})"
+    rf"|{_LABEL}(?P<dot>[{_WIDE_DOTS}])(?:{_LABEL}(?P=dot)){{0,9}}"
+    rf"(?P<wide_tld>[Xx][Nn]--[A-Za-z0-9\-]{{1,59}}|[{_LATIN}]{{2,63}})"
 )
-_DOMAIN_TAIL: Final = re.compile(r"[\w.\-]*\Z")
+_DOMAIN_TAIL: Final = re.compile(rf"[\w.\-\uff0d{_WIDE_DOTS}]*\Z")
 # File extensions that are not top-level domains: "logo@2x.png" is a file name.
 _FILE_EXTENSIONS: Final = (
     "png jpg jpeg gif svg webp bmp tif tiff ico heic txt csv tsv json yaml yml xml js mjs ts "
@@ -230,6 +254,21 @@ _FILE_EXTENSIONS: Final = (
     "log ini cfg conf toml lock tar gz tgz bz xz rar dmg exe dll so jar war md rst"
 )
 _NOT_TLDS: Final = frozenset(_FILE_EXTENSIONS.split())
+
+
+def _tld_ok(tld: str) -> bool:
+    if not tld.isascii():
+        tld = unicodedata.normalize("NFKC", tld)  # "ｐｎｇ" is "png"
+    return tld.lower() not in _NOT_TLDS
+
+
+def _last_at(text: str, floor: int) -> int:
+    """Where the last at-sign at or after ``floor`` is, or -1."""
+    at = text.rfind("@", floor)
+    if text.isascii():
+        return at
+    return max(at, text.rfind(_WIDE_ATS[0], floor), text.rfind(_WIDE_ATS[1], floor))
+
 
 # --- IBAN ----------------------------------------------------------------------------
 
@@ -391,7 +430,7 @@ class TextScanner:
             m = _LOCAL_REV.match(window[::-1])
             if m:
                 hold = min(hold, n - m.end())
-            at = text.rfind("@", floor)
+            at = _last_at(text, floor)
             if at >= 0 and _DOMAIN_TAIL.match(text, at + 1):
                 before = text[max(floor, at - _LOCAL_MAX) : at]
                 m = _LOCAL_REV.match(before[::-1])
@@ -401,7 +440,7 @@ class TextScanner:
 
     def _open_email_start(self, text: str, floor: int) -> int | None:
         """Start of an address whose domain may still be growing at the end of ``text``."""
-        at = text.rfind("@", floor)
+        at = _last_at(text, floor)
         if at < 0 or not _DOMAIN_TAIL.match(text, at + 1):
             return None
         before = text[max(floor, at - _LOCAL_MAX) : at]
@@ -414,18 +453,21 @@ class TextScanner:
         # From the start of the text, not from floor: the previous address decides
         # where the next one's local part may begin.
         find = text.find
+        if not text.isascii() and (_WIDE_ATS[0] in text or _WIDE_ATS[1] in text):
+            # Same length, every at-sign an "@": offsets hold for ``text``.
+            find = text.replace(_WIDE_ATS[0], "@").replace(_WIDE_ATS[1], "@").find
         last: Finding | None = None
         at = find("@")
         while at >= 0:
             nxt = at + 1
             local = _LOCAL_REV.match(text[max(0, at - _LOCAL_MAX) : at][::-1]) if at else None
             dom = _DOMAIN.match(text, nxt) if local else None
-            if local and dom and dom.group("tld").lower() not in _NOT_TLDS:
+            if local and dom and _tld_ok(dom["tld"] or dom["wide_tld"]):
                 # Never reach back into the previous address, nor before floor: text
                 # there is decided (a stream released it), and where it held an address
                 # that one ended right there.
                 start = max(at - local.end(), last.end if last is not None else 0, floor)
-                while start < at and text[start] in ".'":
+                while start < at and text[start] in _LOCAL_EDGE:
                     start += 1
                 found: Finding | None = None
                 if start < at and any(c.isalnum() for c in text[start:at]):

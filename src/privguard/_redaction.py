@@ -346,13 +346,14 @@ class _PathAutomaton:
 
 _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 
-# Every detector needs one of these: an "@" (e-mail), a stretch of seven digits and
-# separators (card, phone) or two letters and two digits (IBAN). Most strings in a JSON
-# document have none, and one C-level search rules them out before the scanner runs.
-# The pattern starts with a character class so that the regex engine skips, in C, to
-# the first "@" or digit; a string with neither (most of them) costs one short scan.
+# Every detector needs one of these: an at-sign (e-mail: "@", the fullwidth "＠" or the
+# small "﹫"), a stretch of seven digits and separators (card, phone) or two letters and
+# two digits (IBAN). Most strings in a JSON document have none, and one C-level search
+# rules them out before the scanner runs. The pattern starts with a character class so
+# that the regex engine skips, in C, to the first at-sign or digit; a string with
+# neither (most of them) costs one short scan.
 _NOTHING_TO_FIND: Final = re.compile(
-    r"[@\d](?:(?<=@)|[\d \-./()]{5,}\d|\d(?<=[A-Za-z]{2}\d\d))"
+    r"[@\uff20\ufe6b\d](?:(?<=[@\uff20\ufe6b])|[\d \-./()]{5,}\d|\d(?<=[A-Za-z]{2}\d\d))"
 ).search
 _PLAIN_ITEMS: Final = frozenset({int, float, bool, type(None)})
 
