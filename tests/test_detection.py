@@ -790,7 +790,7 @@ def test_work_on_a_table_of_numbers_grows_linearly(layout: str) -> None:
 IDENTIFIERS = [
     "3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c",
     "3F2B8C1E-9D4A-4E6B-8A7C-1D2E3F4A5B6C",
-    "00000000-0000-4000-8000-414111111111",  # a UUID's digits are the UUID's
+    "00000000-0000-4000-8000-41411111111a",  # a UUID's digits are the UUID's
     "2026-11-26",
     "2026-11-26T10:00:00Z",
     "2026-11-26 10:00:00",

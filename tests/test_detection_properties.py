@@ -366,11 +366,42 @@ def personal_values(draw: st.DrawFn) -> str:
     return draw(st.sampled_from(PHONES))
 
 
+IDENTIFIER_SHAPES = st.sampled_from(
+    [
+        "hhhhhhhh-hhhh-hhhh-hhhh-hhhhhhhhhhhh",
+        "hhhhhhhh-hhhh-hhhh-hhhh-dddddddddddd",
+        "dddd-dd-dd",
+        "dddd-dd-ddTdd:dd:ddZ",
+        "dddd-dd-dd dd:dd",
+        "dddd-dd-dd dd:dd:dd.ddd+dd:dd",
+        "dddd-dd-ddTdd:dd:dd,dddddd-dddd",
+        "hhhhhhhhhhhhhhhhhhhhhhhh",
+        "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh",
+    ]
+)
+
+
+@st.composite
+def identifier_like(draw: st.DrawFn) -> str:
+    """Strings of identifier and timestamp shapes with any digits: many are not valid."""
+    out = []
+    for c in draw(IDENTIFIER_SHAPES):
+        if c == "d":
+            out.append(draw(st.sampled_from("0123456789")))
+        elif c == "h":
+            out.append(draw(st.sampled_from("0123456789abcdef0123456789")))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 @SETTINGS
-@given(personal_values())
-def test_a_personal_value_is_never_taken_for_an_identifier(value: str) -> None:
-    assert _detection._IDENTIFIER(value) is None
-    assert DEFAULT_SCANNER.scan(value)
+@given(st.one_of(identifier_like(), personal_values()))
+def test_the_identifier_shortcut_never_hides_a_finding(value: str) -> None:
+    # scan() skips a value the identifier pattern takes; the stream redactors do not, so
+    # the shortcut must agree with the detectors for every such value.
+    if _detection._IDENTIFIER(value) is not None:
+        assert DEFAULT_SCANNER._candidates(value, 0) == []
 
 
 @SETTINGS

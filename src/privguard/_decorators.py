@@ -443,7 +443,7 @@ def _forward(
             else:
                 item = gen.send(sent)
     except StopIteration as stop:
-        return stop.value
+        return None if stop.value is None else transform(stop.value)
     finally:
         gen.close()
 
