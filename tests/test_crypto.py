@@ -517,21 +517,90 @@ def test_the_pool_mark_is_a_wipe_on_fork_page_on_linux() -> None:
     # The cheap check (no getpid system call) is in use, and the kernel agrees.
     mark = _format.POOL_MARK
     assert isinstance(mark, mmap.mmap)
-    anchor = ctypes.c_char.from_buffer(mark)
-    address = ctypes.addressof(anchor)
-    del anchor
-    flags = None
-    with open("/proc/self/smaps", encoding="ascii") as smaps:
-        inside = False
-        for line in smaps:
-            first = line.split(" ", 1)[0]
-            if "-" in first and not first.endswith(":"):
-                low, high = (int(x, 16) for x in first.split("-"))
-                inside = low <= address < high
-            elif inside and line.startswith("VmFlags:"):
-                flags = line.split()[1:]
-                break
+    flags = _format._mapping_vm_flags(_format._page_address(mark))
     assert flags is not None and "wf" in flags
+
+
+@pytest.mark.parametrize("flags", [None, ["rd", "wr", "mr", "mw", "me", "ac"]])
+def test_an_unconfirmed_wipe_on_fork_page_falls_back_to_the_pid(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str] | None
+) -> None:
+    # madvise succeeded (or so an emulator says), but smaps shows no "wf" flag, or
+    # cannot be read: the page is closed and the pid check is used.
+    seen: list[int] = []
+    made: list[mmap.mmap] = []
+
+    class SpyPage(mmap.mmap):
+        def __new__(cls, *args: Any, **kwargs: Any) -> SpyPage:
+            page = super().__new__(cls, *args, **kwargs)
+            made.append(page)
+            return page
+
+    def no_wf(address: int, smaps_path: str = "") -> list[str] | None:
+        seen.append(address)
+        return flags
+
+    monkeypatch.setattr(_format, "_mapping_vm_flags", no_wf)
+    monkeypatch.setattr(mmap, "mmap", SpyPage)
+    assert _format._wipe_on_fork_page() is None
+    assert isinstance(_format._choose_pool_mark(), _format._PidMark)
+    if _linux_at_least(4, 14) and platform.machine() in ("x86_64", "aarch64"):
+        assert len(seen) == 2  # smaps was asked, once per page
+        assert len(made) == 2
+    assert all(page.closed for page in made)
+
+
+@pytest.mark.skipif(
+    not _linux_at_least(4, 14) or platform.machine() not in ("x86_64", "aarch64"),
+    reason="MADV_WIPEONFORK is checked on Linux 4.14+, x86_64 and aarch64",
+)
+def test_a_confirmed_wipe_on_fork_page_is_kept() -> None:
+    page = _format._wipe_on_fork_page()
+    assert isinstance(page, mmap.mmap)
+    assert isinstance(_format._choose_pool_mark(), mmap.mmap)
+    page.close()
+
+
+_SMAPS_TEXT = """\
+00400000-00452000 r-xp 00000000 08:02 173521      /usr/bin/python3
+Size:                328 kB
+VmFlags: rd ex mr mw me dw
+7f0000000000-7f0000002000 rw-p 00000000 00:00 0
+Size:                  8 kB
+Anonymous:             4 kB
+VmFlags: rd wr mr mw me ac wf
+7f0000003000-7f0000004000 rw-p 00000000 00:00 0
+Size:                  4 kB
+7f0000005000-7f0000006000 r--p 00000000 08:02 4242        /opt/caf\u00e9-lib.so
+VmFlags: rd mr mw me
+"""
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        (0x00400000, ["rd", "ex", "mr", "mw", "me", "dw"]),
+        (0x7F0000001FFF, ["rd", "wr", "mr", "mw", "me", "ac", "wf"]),
+        (0x7F0000002000, None),  # between mappings
+        (0x7F0000003000, None),  # a mapping without a VmFlags line
+        (0x7F0000005000, ["rd", "mr", "mw", "me"]),  # past a non-ASCII path
+        (0x10, None),  # below every mapping
+        (0x7FFF00000000, None),  # above every mapping
+    ],
+)
+def test_mapping_vm_flags_reads_the_mapping_that_holds_the_address(
+    tmp_path: Path, address: int, expected: list[str] | None
+) -> None:
+    smaps = tmp_path / "smaps"
+    smaps.write_text(_SMAPS_TEXT, encoding="utf-8")
+    assert _format._mapping_vm_flags(address, str(smaps)) == expected
+
+
+def test_mapping_vm_flags_is_none_when_smaps_cannot_be_read(tmp_path: Path) -> None:
+    assert _format._mapping_vm_flags(0x1000, str(tmp_path / "missing")) is None
+    garbled = tmp_path / "garbled"
+    garbled.write_bytes(b"zz-yy rw-p 0 0 0\nVmFlags: rd wf\n")
+    assert _format._mapping_vm_flags(0x1000, str(garbled)) is None
 
 
 def _use_pool(monkeypatch: pytest.MonkeyPatch, pool: list[bytes], mark: _format.PoolMark) -> None:

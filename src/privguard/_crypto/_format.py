@@ -168,8 +168,13 @@ def is_protected(value: str) -> bool:
 #   about 20 ns; os.getpid() is a real system call on glibc 2.25+ (about 230 ns here,
 #   more than a tenth of an encryption), and a pid also fails when a pid is reused (a
 #   grandchild that gets its grandparent's pid) or repeats across pid namespaces;
-# - elsewhere (or when madvise refuses) it is a _PidMark: the pid that filled the pool,
-#   compared with os.getpid() on every read.
+#   A successful madvise is not taken as proof: some emulators (older qemu-user, as used
+#   by multi-arch Docker builds) accept it and do nothing, and a hookless fork there
+#   would reuse nonces. So the page is kept only once /proc/self/smaps shows the kernel
+#   recorded the flag ("wf" in the page's VmFlags); smaps is read once, at import, up to
+#   that page's mapping;
+# - elsewhere (or when madvise refuses, or smaps cannot confirm it) it is a _PidMark:
+#   the pid that filled the pool, compared with os.getpid() on every read.
 #
 # Threads: list.pop(), extend() and clear() are atomic, so threads never share a nonce.
 # The mark is set only after the stale pool is cleared and is checked before each pop,
@@ -213,8 +218,66 @@ _GENERIC_MADV_MACHINES: Final = frozenset(
 )  # fmt: skip
 
 
+_SMAPS: Final = "/proc/self/smaps"
+# The first line of a mapping in smaps, "low-high perms offset dev inode [path]", and the
+# field privguard reads. Both start with a newline: a pattern that starts with a literal
+# is searched for in C, while "^" with re.MULTILINE is tried at every byte (1.5 ms here
+# for a 220 KB smaps, longer than the kernel takes to write it).
+_SMAPS_MAPPING: Final = re.compile(rb"\n([0-9a-f]+)-([0-9a-f]+) ")
+_SMAPS_VM_FLAGS: Final = re.compile(rb"\nVmFlags:([^\n]*)\n")
+
+
+def _mapping_vm_flags(address: int, smaps_path: str = _SMAPS) -> list[str] | None:
+    """The ``VmFlags`` of the mapping that holds ``address``, from ``/proc/self/smaps``.
+
+    ``None`` when the file cannot be read, no mapping holds the address, or the mapping
+    has no ``VmFlags`` line (Linux before 3.8). Mappings are listed in address order, so
+    reading stops at the mapping (or at the first one past it).
+    """
+    try:
+        with open(smaps_path, "rb") as smaps:
+            data = b"\n"  # so that the first line, too, follows a newline
+            searched = 0  # no mapping starts in data[:searched] that is still to be read
+            while True:
+                chunk = smaps.read(1 << 16)
+                at_end = not chunk
+                data += chunk
+                while (mapping := _SMAPS_MAPPING.search(data, searched)) is not None:
+                    low, high = int(mapping[1], 16), int(mapping[2], 16)
+                    if low > address:
+                        return None
+                    if address < high:
+                        following = _SMAPS_MAPPING.search(data, mapping.end())
+                        if following is None and not at_end:
+                            break  # read on: the mapping's fields may be cut off
+                        end = len(data) if following is None else following.start() + 1
+                        flags = _SMAPS_VM_FLAGS.search(data, mapping.end() - 1, end)
+                        if flags is None:
+                            return None
+                        return flags[1].decode("ascii", "replace").split()
+                    searched = mapping.end() - 1
+                if at_end:
+                    return None
+    except (OSError, ValueError):
+        return None
+
+
+def _page_address(page: mmap.mmap) -> int:
+    import ctypes  # only here (1-2.5 ms to import), once madvise has succeeded
+
+    anchor = ctypes.c_char.from_buffer(page)
+    try:
+        return ctypes.addressof(anchor)
+    finally:
+        del anchor  # the page cannot be closed while a buffer export is alive
+
+
 def _wipe_on_fork_page() -> mmap.mmap | None:
-    """One private anonymous page that every forked child sees zeroed, or ``None``."""
+    """One private anonymous page that every forked child sees zeroed, or ``None``.
+
+    ``None`` also when the kernel accepted ``madvise`` but smaps does not show the page
+    marked wipe-on-fork (``wf``): an emulator that ignores the advice.
+    """
     wipe = getattr(mmap, "MADV_WIPEONFORK", None)
     if wipe is None:
         if not sys.platform.startswith("linux") or platform.machine() not in (
@@ -228,14 +291,22 @@ def _wipe_on_fork_page() -> mmap.mmap | None:
         return None
     try:
         page.madvise(wipe)
-    except (OSError, ValueError, AttributeError):  # EINVAL before Linux 4.14
+        flags = _mapping_vm_flags(_page_address(page))
+    except (OSError, ValueError, AttributeError, ImportError):  # EINVAL before Linux 4.14
+        flags = None
+    if flags is None or "wf" not in flags:
         page.close()
         return None
     return page
 
 
-_PAGE: Final = _wipe_on_fork_page()
-POOL_MARK: PoolMark = _PidMark() if _PAGE is None else _PAGE
+def _choose_pool_mark() -> PoolMark:
+    """The wipe-on-fork page where the kernel confirms it, else a :class:`_PidMark`."""
+    page = _wipe_on_fork_page()
+    return _PidMark() if page is None else page
+
+
+POOL_MARK: PoolMark = _choose_pool_mark()
 
 
 def refill_nonces() -> bytes:
