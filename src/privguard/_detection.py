@@ -323,6 +323,11 @@ _IDENTIFIER: Final = re.compile(
 _IDENTIFIER_MAX: Final = 128
 
 
+def is_identifier(text: str) -> bool:
+    """True when ``text`` is nothing but a UUID, a timestamp or a hex digest (above)."""
+    return len(text) <= _IDENTIFIER_MAX and _IDENTIFIER(text) is not None
+
+
 # --- the scanner -----------------------------------------------------------------------
 
 _PHONE_CACHE_MAX: Final = 4096
@@ -375,14 +380,14 @@ class TextScanner:
 
     def scan(self, text: str) -> list[Finding]:
         """All findings in ``text``, sorted by position and non-overlapping."""
-        if len(text) <= _IDENTIFIER_MAX and _IDENTIFIER(text) is not None:
+        if is_identifier(text):
             return []
         found = self._candidates(text, 0)
         return _resolve(found) if len(found) > 1 else found
 
     def contains(self, text: str) -> bool:
         """True when ``text`` holds any personal data this scanner detects."""
-        if len(text) <= _IDENTIFIER_MAX and _IDENTIFIER(text) is not None:
+        if is_identifier(text):
             return False
         return bool(self._candidates(text, 0, first_only=True))
 

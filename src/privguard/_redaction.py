@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ._detection import _IDENTIFIER, _IDENTIFIER_MAX
+from ._detection import _IDENTIFIER, _IDENTIFIER_MAX, is_identifier
 from ._errors import PolicyError, RedactionError, UnparseableBody
 from ._operators import (
     card_masker,
@@ -698,17 +698,15 @@ class Redactor:
         return self._text(text, aud, context)
 
     def _text(self, text: str, audience: RecipientKind | None, ctx: RedactionContext | None) -> str:
-        scanner = self._scanner
-        if scanner is None or _NOTHING_TO_FIND(text) is None:
+        if self._scanner is None or _NOTHING_TO_FIND(text) is None:
             return text
-        return scanner.redact(text, self.text_replacer(audience, ctx))
+        return self._scan_text(text, audience, ctx)
 
     def _scan_text(
         self, text: str, audience: RecipientKind | None, ctx: RedactionContext | None
     ) -> str:
-        """:meth:`_text` for a string the caller already put through the prefilter."""
-        if len(text) <= _IDENTIFIER_MAX and _IDENTIFIER(text) is not None:
-            return text  # a UUID, a timestamp, a digest: what the scanner would say, sooner
+        """:meth:`_text` for a string the caller already put through the prefilter (the
+        scanner itself passes identifiers and timestamps without running its detectors)."""
         return self._scanner.redact(text, self.text_replacer(audience, ctx))  # type: ignore[union-attr]
 
     def text_replacer(
@@ -993,11 +991,7 @@ class Redactor:
         # Keys that held an identifier or a timestamp this time (an id, created_at) will
         # again: their values meet the identifier check first, cheaper than the
         # prefilter on a UUID's many digits. Only which keys, never a value, is kept.
-        identifiers = frozenset(
-            k
-            for k, v in sample.items()
-            if type(v) is str and len(v) <= _IDENTIFIER_MAX and _IDENTIFIER(v) is not None
-        )
+        identifiers = frozenset(k for k, v in sample.items() if type(v) is str and is_identifier(v))
         return _generate_shape(
             keys,
             plan,
