@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from ._detection import _WIDE_ATS
+
 __all__ = [
     "card_masker",
     "label",
@@ -121,11 +123,18 @@ def mask_card(value: str, *, keep_first: int = 0, keep_last: int = 4) -> str:
 
 
 def mask_email(value: str) -> str:
-    """``jane.doe@example.com`` becomes ``j***@example.com``."""
-    local, at, domain = value.rpartition("@")
-    if not at or not local:
+    """``jane.doe@example.com`` becomes ``j***@example.com``.
+
+    The last at-sign is the one kept, as written: detection finds addresses written with
+    the fullwidth ``＠`` (U+FF20) or the small ``﹫`` (U+FE6B) too, and ``jane＠example.com``
+    becomes ``j***＠example.com``. No at-sign, or nothing before it: the fixed mask.
+    """
+    at = value.rfind("@")
+    if not value.isascii():
+        at = max(at, value.rfind(_WIDE_ATS[0]), value.rfind(_WIDE_ATS[1]))
+    if at <= 0:
         return _GENERIC
-    return f"{local[0]}***@{domain}"
+    return f"{value[0]}***{value[at:]}"
 
 
 _PHONE: Final = masker(0, 2, 6)
