@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from privguard import PolicyError, RedactionError, UnparseableBody
+from privguard import (
+    PolicyError,
+    RecipientKind,
+    RedactionError,
+    Redactor,
+    UnparseableBody,
+)
 from privguard._detection import DEFAULT_SCANNER, Finding, TextScanner
 from privguard._streams import (
     MIN_LOOKBEHIND,
@@ -163,6 +170,83 @@ def test_an_address_outgrowing_the_lookbehind_fails_closed() -> None:
     assert local not in out
     assert "example" not in out
     assert out == "hi [EMAIL] bye"
+
+
+WIDE_DOT_ADDRESSES = [
+    # (local part, at-sign, dot, labels): local part and domain outgrow the look-behind
+    (
+        "jane.doe",
+        "@",
+        "\u3002",
+        [
+            "mail",
+            "customer-relations-department",
+            "northern-region-office",
+            "international-headquarters",
+            "example",
+            "co",
+            "uk",
+        ],
+    ),
+    (
+        "jane.doe",
+        "\uff20",
+        "\uff0e",
+        [
+            "mail",
+            "customer-relations-department",
+            "northern-region-office",
+            "international-headquarters",
+            "example",
+            "org",
+        ],
+    ),
+    (
+        "jane.doe",
+        "\ufe6b",
+        "\uff61",
+        [
+            "mail",
+            "customer\uff0drelations\uff0ddepartment",
+            "northern-region-office",
+            "international-headquarters",
+            "example\uff0dpost",
+            "org",
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("local", "at", "dot", "labels"), WIDE_DOT_ADDRESSES)
+@pytest.mark.parametrize("audience", [None, RecipientKind.ORGANIZER])
+def test_an_address_with_wide_dots_outgrowing_the_lookbehind_is_dropped_whole(
+    local: str, at: str, dot: str, labels: list[str], audience: RecipientKind | None
+) -> None:
+    """Failing closed drops the rest of the domain across IDNA dots ("。", "．", "｡") and
+    fullwidth hyphens, as across "." and "-": none of it is released after the masked
+    part, in any chunking."""
+    domain = dot.join(labels)
+    text = f"hi {local}{at}{domain} bye"
+    redactor = Redactor()
+    assert redactor.scanner is not None
+    assert redactor.redact_text(text, audience=audience) == f"hi j***{at}{domain} bye"
+    # The mask keeps the first letter, the at-sign and the domain; failing closed keeps
+    # less of the domain, or masks the tail as a whole (with the "b" or " " held with it).
+    allowed = re.compile(rf"hi (?:j\*\*\*{re.escape(at)}(?P<kept>\S*) bye|\*{{8}} ?b?ye)")
+    truncated = 0
+    chunkings = [*every_split(text), list(text)]
+    for chunks in chunkings:
+        stream_redactor = TextStreamRedactor(
+            redactor.scanner, redactor.text_replacer(audience), lookbehind=MIN_LOOKBEHIND
+        )
+        out = "".join([stream_redactor.feed(c) for c in chunks] + [stream_redactor.finish()])
+        m = allowed.fullmatch(out)
+        assert m is not None, (chunks, out)
+        kept = m["kept"]
+        if kept is not None:
+            assert domain.startswith(kept), (chunks, out)
+            truncated += kept != domain
+    assert truncated  # some chunkings did fail closed mid-domain
 
 
 def test_offsets_handed_to_replace_are_stream_offsets() -> None:

@@ -12,10 +12,11 @@ cannot (it fails closed).
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from ._detection import Finding, TextScanner, _resolve
+from ._detection import _WIDE_DOTS, Finding, TextScanner, _resolve
 from ._errors import PolicyError, RedactionError, UnparseableBody
 from ._taxonomy import Categories
 
@@ -277,11 +278,15 @@ class LineStreamRedactor:
         return self._redact_line(line)
 
 
+# What may continue a domain: the characters detection's _DOMAIN_TAIL holds an address
+# open for, the IDNA dots ("．", "。", "｡") and the fullwidth hyphen among them, so the rest
+# of "jane@example。co。uk" is dropped whole, not up to its first wide dot.
+_DOMAIN_RUN: Final = re.compile(rf"[\w.\-\uff0d{_WIDE_DOTS}]*")
+
+
 def _first_non_domain_char(s: str) -> int:
-    for i, c in enumerate(s):
-        if not (c.isalnum() or c in ".-_"):
-            return i
-    return len(s)
+    m = _DOMAIN_RUN.match(s)
+    return m.end() if m else 0
 
 
 def _before_straddlers(candidates: list[Finding], cut: int) -> int:
