@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
@@ -456,7 +457,11 @@ def _async_generator_wrapper(
     """An async generator function running ``before`` (the check) ahead of ``fn``'s first
     step, then forwarding as ``yield from`` would: values sent (``asend``) and exceptions
     thrown in (``athrow``) reach ``fn``'s generator, and closing the wrapper closes it at
-    once (its ``finally`` blocks run then, not when the garbage collector gets to it)."""
+    once (its ``finally`` blocks run then, not when the garbage collector gets to it).
+
+    ``fn``'s generator is closed by the wrapper and by nothing else: it is kept out of the
+    event loop's async generator hooks (see :func:`_first_step_unhooked`), so the loop
+    never closes it on its own, at the same time as the wrapper does."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
@@ -464,7 +469,7 @@ def _async_generator_wrapper(
             await before(args, kwargs)
         agen = fn(*args, **kwargs)
         try:
-            item = await agen.__anext__()
+            item = await _first_step_unhooked(agen)
             while True:
                 try:
                     sent = yield transform(item)
@@ -480,3 +485,35 @@ def _async_generator_wrapper(
             await agen.aclose()
 
     return wrapper
+
+
+def _first_step_unhooked(agen: AsyncGenerator[Any, Any]) -> Awaitable[Any]:
+    """``agen.__anext__()``, with the thread's async generator hooks off while it is called.
+
+    The hooks are read once, on an async generator's first step. asyncio's ``firstiter``
+    hook would register ``agen`` with the loop, and the loop closes every registered
+    generator that is still open when ``asyncio.run`` ends (``shutdown_asyncgens``), all
+    at once. It would then close ``agen`` while the wrapper, closed by the same shutdown,
+    is closing it too, and the second ``aclose()`` fails with "asynchronous generator is
+    already running" (an ERROR in the loop's log). Likewise asyncio's ``finalizer`` hook,
+    when the garbage collector finalizes the wrapper and ``agen`` together (in a
+    reference cycle), would schedule ``agen.aclose()`` beside the wrapper's.
+
+    Without the hooks, the wrapper is the one owner: it is registered (and finalized) as
+    any async generator, and closing it closes ``agen``, whose ``finally`` blocks so run
+    once. The body of ``agen`` does not run here (only once the result is awaited), so
+    async generators it starts get the hooks as usual.
+    """
+    hooks = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=None, finalizer=_closed_by_the_wrapper)
+    try:
+        return agen.__anext__()
+    finally:
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=hooks.finalizer)
+
+
+def _closed_by_the_wrapper(agen: AsyncGenerator[Any, Any]) -> None:
+    """The ``finalizer`` hook of a wrapped generator: nothing to do. The generator is only
+    collected with its wrapper still open when both are collected together, and then the
+    wrapper's own finalization closes it (a no-op hook, not none: with none, Python would
+    close it at once, without an event loop to run the ``await``s in its ``finally``)."""
