@@ -425,11 +425,14 @@ async def test_an_async_resolver_works(guard: Privguard) -> None:
     assert response.json()["subject"] == ALICE.id
 
 
-async def test_a_resolver_returning_something_else_is_an_error(guard: Privguard) -> None:
+async def test_a_resolver_returning_something_else_fails_closed(
+    guard: Privguard, caplog: pytest.LogCaptureFixture
+) -> None:
     app = make_app(guard, subject_resolver=lambda scope: "u-alice")
     async with client_for(app) as client:
-        with pytest.raises(TypeError, match="Subject or None"):
-            await client.get("/profile")
+        response = await client.get("/profile")
+    assert_problem(response, 503, "decision-unavailable")
+    assert "neither a Subject nor None" in caplog.text
     assert calls == []
 
 

@@ -350,6 +350,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _NotASubject(Exception):
+    """The subject resolver returned something other than a Subject or None."""
+
+
 def _encoding_of(value: bytes | None) -> str | None:
     """``identity`` → None; ``gzip``/``deflate`` → that; anything else → ``"?"+name``."""
     if value is None:
@@ -527,12 +531,20 @@ class PrivacyMiddleware:
         if self._subject_override is not _NO_OVERRIDE:
             subject = self._subject_override
         else:
-            resolved: Any = self._resolver(scope)
-            if resolved is not None and type(resolved) is not Subject:
-                if self._resolver_is_async or inspect.isawaitable(resolved):
-                    resolved = await resolved
-                if resolved is not None and not isinstance(resolved, Subject):
-                    raise TypeError("subject_resolver must return a privguard Subject or None")
+            # Free when nothing is raised (3.11+). A resolver that fails has not said who
+            # is asking: fail closed, as when the decision cannot be made.
+            try:
+                resolved: Any = self._resolver(scope)
+                if resolved is not None and type(resolved) is not Subject:
+                    if self._resolver_is_async or inspect.isawaitable(resolved):
+                        resolved = await resolved
+                    if resolved is not None and not isinstance(resolved, Subject):
+                        raise _NotASubject
+            except Exception as exc:
+                self._log_resolver_failure(spec, exc)
+                purpose = spec.purpose if spec is not None else None
+                await Problem.unavailable(purpose).send(send, self.problem_base)
+                return
             subject = resolved
 
         # The hottest path: this route already allowed this kind of subject, statically.
@@ -648,6 +660,18 @@ class PrivacyMiddleware:
         what = str(exc) if isinstance(exc, PrivguardError) else type(exc).__name__
         logger.error(
             "privguard: no decision for purpose %r, failing closed: %s", spec.purpose, what
+        )
+
+    def _log_resolver_failure(self, spec: RouteSpec | None, exc: Exception) -> None:
+        # The resolver is the host's code and its message may name the user: type only.
+        if isinstance(exc, _NotASubject):
+            what = "it returned neither a Subject nor None"
+        else:
+            what = f"it raised {type(exc).__name__}"
+        logger.error(
+            "privguard: the subject resolver failed for purpose %r, failing closed: %s",
+            spec.purpose if spec is not None else None,
+            what,
         )
 
     def _match(self, scope: ASGIScope) -> RouteMatch | None:
