@@ -10,6 +10,7 @@ import pytest
 
 from privguard import Categories, Redactor
 from privguard._operators import mask_email
+from privguard._streams import TextStreamRedactor
 
 GENERIC = "********"
 
@@ -74,3 +75,21 @@ def test_a_value_without_an_at_sign_under_an_email_key_gets_the_fixed_mask(
     redactor: Redactor,
 ) -> None:
     assert redactor.redact({"email": "not an address"}) == {"email": GENERIC}
+
+WIDE_FORMS = [("＠", "．"), ("﹫", "。"), ("@", "｡"), ("＠", ".")]
+
+
+@pytest.mark.parametrize(("at", "dot"), WIDE_FORMS)
+@pytest.mark.parametrize("audience", [None, "organizer", "payment_processor"])
+def test_a_whole_address_past_the_stream_lookbehind_keeps_its_at_sign_and_domain(
+    redactor: Redactor, at: str, dot: str, audience: str | None
+) -> None:
+    """An address longer than the stream's look-behind, complete in one chunk, is masked
+    as an address (it was masked as an IBAN, which a payment processor reads in the
+    clear), and the space after it stays."""
+    domain = dot.join(["x" * 50, "y" * 50, "example", "com"])
+    assert redactor.scanner is not None
+    aud = None if audience is None else redactor.taxonomy.recipient_kind(audience)
+    stream = TextStreamRedactor(redactor.scanner, redactor.text_replacer(aud), lookbehind=96)
+    out = stream.feed(f"hi jane.doe{at}{domain} ") + stream.feed("bye") + stream.finish()
+    assert out == f"hi j***{at}{domain} bye"

@@ -120,8 +120,18 @@ class TextStreamRedactor:
         return self._release(final=True)
 
     def _drop_address_rest(self, chunk: str) -> str:
-        rest = _first_non_domain_char(chunk)
-        if rest < len(chunk):
+        """Drop what may still be the open address's domain from the front of ``chunk``
+        and return the rest. A dot is part of it only with a label after it: one at the
+        very end waits in ``_pending`` for the next chunk, and a dot that ends a sentence
+        ("… jane@example.com. Thanks") goes out with the text after it."""
+        chunk = self._pending + chunk  # a dot held back, or nothing
+        self._pending = ""
+        run = _DOMAIN_RUN.match(chunk)
+        rest = run.end() if run else 0
+        if rest == len(chunk) - 1 and chunk[rest] in _DOTS:
+            self._pending = chunk[rest:]
+            chunk = chunk[:rest]
+        elif rest < len(chunk):
             self._swallow = False
         dropped = chunk[:rest]
         self._context = (self._context + dropped)[-_CONTEXT:]
@@ -162,17 +172,37 @@ class TextStreamRedactor:
     def _forced_cut(
         self, buf: str, floor: int, candidates: list[Finding]
     ) -> tuple[int, list[Finding]]:
-        """The held tail outgrew the look-behind. Fail closed: release everything, with
-        the open tail redacted as a whole, and drop the rest of an open address."""
+        """The held tail outgrew the look-behind: where to cut instead, and the findings
+        in the tail to release up to there.
+
+        An address whose domain may still grow is released masked as far as it goes, and
+        the rest of its domain is dropped as it arrives. Otherwise every address in the
+        tail is whole (only the last at-sign's domain can grow), so the tail is released
+        up to the end of its last address, each finding as what it is; the text after
+        it stays held. A tail without one (a chain of overlapping candidates) is
+        released as one finding of the kind it could become."""
+        n = len(buf)
         start = self._scanner._open_email_start(buf, floor)
-        kind, category = "email", Categories.EMAIL
-        if start is None:
-            start = _before_straddlers(candidates, self._scanner._hold_start(buf, floor))
-            kind, category = _kind_of_tail(self._scanner, buf[start:])
-        else:
+        if start is not None:
             self._swallow = True
-        start = _before_straddlers(candidates, start)
-        return len(buf), [Finding(kind, category, start, len(buf))]
+            # From the last at-sign to the end is all domain characters, so the mask
+            # keeps nothing but the domain so far; a dot at the end waits for what
+            # comes after it (_drop_address_rest).
+            start = _before_straddlers(candidates, start)
+            end = n - 1 if buf[-1] in _DOTS and n - 1 > start else n
+            return end, [Finding("email", Categories.EMAIL, start, end)]
+        start = _before_straddlers(candidates, self._scanner._hold_start(buf, floor))
+        tail = _resolve([f for f in candidates if f.start >= start])
+        emails = [f for f in tail if f.kind == "email"]
+        if not emails:
+            kind, category = _kind_of_tail(self._scanner, buf[start:])
+            return n, [Finding(kind, category, start, n)]
+        cut = emails[-1].end
+        released = [f for f in tail if f.end <= cut]
+        if n - cut > self._lookbehind:
+            kind, category = _kind_of_tail(self._scanner, buf[cut:])
+            return n, [*released, Finding(kind, category, cut, n)]
+        return cut, released
 
 
 class ByteStreamRedactor:
@@ -278,15 +308,12 @@ class LineStreamRedactor:
         return self._redact_line(line)
 
 
-# What may continue a domain: the characters detection's _DOMAIN_TAIL holds an address
-# open for, the IDNA dots ("．", "。", "｡") and the fullwidth hyphen among them, so the rest
-# of "jane@example。co。uk" is dropped whole, not up to its first wide dot.
-_DOMAIN_RUN: Final = re.compile(rf"[\w.\-\uff0d{_WIDE_DOTS}]*")
-
-
-def _first_non_domain_char(s: str) -> int:
-    m = _DOMAIN_RUN.match(s)
-    return m.end() if m else 0
+# What may continue a domain: runs of the characters detection's _DOMAIN_TAIL holds an
+# address open for, joined by single dots, the IDNA dots ("．", "。", "｡") among them, so
+# the rest of "jane@example。co。uk" is dropped whole, not up to its first wide dot.
+_DOTS: Final = "." + _WIDE_DOTS
+_LABEL_CHARS: Final = r"[\w\-\uff0d]"
+_DOMAIN_RUN: Final = re.compile(rf"{_LABEL_CHARS}*+(?:[{_DOTS}]{_LABEL_CHARS}++)*+")
 
 
 def _before_straddlers(candidates: list[Finding], cut: int) -> int:
