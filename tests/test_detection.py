@@ -11,7 +11,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberFormat
 
-from privguard import Categories, PolicyError
+from privguard import Categories, PolicyError, Redactor
 from privguard._detection import (
     _GROUP_PLANS,
     _PHONE_FORMS,
@@ -331,6 +331,82 @@ def test_local_part_is_bounded_to_64_characters() -> None:
     local = "a" * 100
     [finding] = SCANNER.scan(f"{local}@example.com")
     assert finding.start == 36  # the last 64 characters before "@"
+
+
+# Domains up to DNS's limits: labels of up to 63 characters, 253 characters in all. The
+# pattern allowed ten labels and a top-level domain, so a longer domain was found only
+# up to its eleventh label, and the rest of it stayed in the clear after the finding.
+LONG_DOMAINS = [
+    "sub." * 40 + "example.com",
+    ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 57, "com"]),  # 253 characters
+    "1." * 20 + "example.com",
+    "mail.eu-west-1.customer-relations.northern-region.internal.corp.example.co.uk",
+    # longer than DNS allows: still found whole, as cutting it at 253 characters would
+    # leave its end in the clear and rejecting it the local part
+    "sub." * 100 + "example.com",
+]
+
+
+@pytest.mark.parametrize("domain", LONG_DOMAINS)
+def test_long_domains_are_found_whole(domain: str) -> None:
+    text = f"mail jane.doe@{domain} now"
+    assert found(text) == [("email", f"jane.doe@{domain}")]
+    assert SCANNER.redact(text, label) == "mail [EMAIL] now"
+    redactor = Redactor(operators={Categories.EMAIL: "label"})
+    assert redactor.redact({"notes": text}) == {"notes": "mail [user.contact.email] now"}
+    assert redactor.redact_text(text) == "mail [user.contact.email] now"
+
+
+@pytest.mark.parametrize("domain", LONG_DOMAINS)
+def test_long_domains_are_found_whole_in_streams(domain: str) -> None:
+    """With a look-behind the address fits in, any chunking finds it whole (a shorter
+    one fails closed: tests/test_streams.py)."""
+    text = f"mail jane.doe@{domain}. Thanks"
+    expected = "mail [EMAIL]. Thanks"
+    assert SCANNER.redact(text, label) == expected
+    for cut in range(0, len(text) + 1, 7):
+        redactor = TextStreamRedactor(SCANNER, label, lookbehind=len(text) + 64)
+        out = redactor.feed(text[:cut]) + redactor.feed(text[cut:]) + redactor.finish()
+        assert out == expected, cut
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a@" + "x" * 64 + ".com",  # a label longer than 63 characters
+        "a@" + "x" * 30 + "-.example.com",  # a label ending in a hyphen
+        "a@" + "x" * 30 + "_.example.com",
+        "a@" + "1." * 40 + "2",  # no top-level domain
+        "a@" + "sub." * 40 + "png",  # a file extension
+    ],
+)
+def test_long_domain_lookalikes(text: str) -> None:
+    assert [k for k, _ in found(text) if k == "email"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a top-level domain needs two letters: every label is tried as one, in turn
+        ("a@" + "a." * 5000 + "!", []),
+        ("a@" + "1a." * 5000 + "!", []),
+        # no dot: a label longer than 63 characters never matches
+        ("a@" + "a-" * 5000, []),
+        ("a@" + "a" * 10000, []),
+        ("a@" + "ab." * 5000 + "!", [("email", "a@" + "ab." * 4999 + "ab")]),
+        ("x＠" + "a．" * 5000 + "!", []),
+        ("x＠" + "ab．" * 5000 + "!", [("email", "x＠" + "ab．" * 4999 + "ab")]),
+        # many at-signs: each domain ends at the next one
+        (("a@" + "1." * 60) * 200, []),
+        ((" a@b" + ".c-d" * 60) * 200, []),
+    ],
+)
+def test_pathological_domains_take_linear_work(text: str, expected: list[tuple[str, str]]) -> None:
+    """Inputs that make a backtracking domain pattern try every way to split the text
+    into labels: each label is matched whole or not at all (possessively), so a failed
+    match costs one try of a top-level domain per label, and these finish at once. A
+    pattern that backtracked into labels would not finish on them."""
+    assert found(text) == expected
 
 
 # --- e-mail: fullwidth and small at-signs, wide dots ---------------------------------------

@@ -76,7 +76,20 @@ def test_a_value_without_an_at_sign_under_an_email_key_gets_the_fixed_mask(
 ) -> None:
     assert redactor.redact({"email": "not an address"}) == {"email": GENERIC}
 
+
 WIDE_FORMS = [("＠", "．"), ("﹫", "。"), ("@", "｡"), ("＠", ".")]
+
+
+@pytest.mark.parametrize(("at", "dot"), WIDE_FORMS)
+def test_long_domains_are_found_whole_with_any_at_sign_and_dot(at: str, dot: str) -> None:
+    """Ten labels were the most a domain had: the rest of a longer one stayed in the
+    clear after the label operator's "[user.contact.email]"."""
+    domain = dot.join(["sub"] * 40 + ["example", "com"])
+    text = f"mail jane{at}{domain} now"
+    labelled = Redactor(operators={Categories.EMAIL: "label"})
+    assert labelled.redact_text(text) == "mail [user.contact.email] now"
+    assert labelled.redact({"notes": text}) == {"notes": "mail [user.contact.email] now"}
+    assert Redactor().redact_text(text) == f"mail j***{at}{domain} now"
 
 
 @pytest.mark.parametrize(("at", "dot"), WIDE_FORMS)

@@ -224,7 +224,14 @@ _WIDE_ATS: Final = ("\uff20", "\ufe6b")
 # as their ASCII forms, so an address typed in fullwidth mode is found whole.
 _LOCAL_REV: Final = re.compile(r"[\w.+'\-" "\uff0e\uff0b\uff0d\uff3f\uff07" r"]{1,64}")
 _LOCAL_EDGE: Final = ".'\uff0e\uff07"  # dots and quotes never lead a local part
-_LABEL: Final = r"[^\W_](?:[\w\-" "\uff0d" r"]{0,61}[^\W_])?"
+# A label: up to 63 letters, digits and hyphens, not starting or ending with a hyphen.
+# It is matched possessively (and its last character checked behind), so it is taken
+# whole or not at all: backing off, the domain pattern below gives up whole labels, one
+# at a time, and a failed match costs one try of a top-level domain per label. Domains
+# may then have any number of labels (DNS allows 127, and 253 characters in all): a
+# longer one is no DNS name, but redacting it whole leaves none of it in the clear, where
+# stopping at 253 characters would leave its end and rejecting it the local part.
+_LABEL: Final = r"[^\W_][\w\-" "\uff0d" r"]{0,62}+(?<![_\-" "\uff0d" r"])"
 # The top-level domain ends where its letters end: "jane@example.com-x" still holds an
 # address, and rejecting the whole would let it through. A Latin one also ends where
 # kana, CJK or Hangul begin: text in those scripts runs on without a space
@@ -241,12 +248,12 @@ _WIDE_DOTS: Final = "\uff0e\u3002\uff61"
 _LATIN: Final = r"A-Za-z\uff21-\uff3a\uff41-\uff5a"  # either width
 _CJK: Final = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"  # kana, CJK, Hangul
 _DOMAIN: Final = re.compile(
-    rf"(?:{_LABEL}\.){{1,10}}(?P<tld>[Xx][Nn]--[A-Za-z0-9\-]{{1,59}}"
-    rf"|[{_LATIN}]{{2,63}}(?=[{_CJK}])|[^\W\d_]{{2,63}})"
-    rf"|{_LABEL}(?P<dot>[{_WIDE_DOTS}])(?:{_LABEL}(?P=dot)){{0,9}}"
+    rf"(?:{_LABEL}\.)+(?P<tld>[Xx][Nn]--[A-Za-z0-9\-]{{1,59}}"
+    rf"|[{_LATIN}]{{2,63}}+(?=[{_CJK}])|[^\W\d_]{{2,63}})"
+    rf"|{_LABEL}(?P<dot>[{_WIDE_DOTS}])(?:{_LABEL}(?P=dot))*"
     rf"(?P<wide_tld>[Xx][Nn]--[A-Za-z0-9\-]{{1,59}}|[{_LATIN}]{{2,63}})"
 )
-_DOMAIN_TAIL: Final = re.compile(rf"[\w.\-\uff0d{_WIDE_DOTS}]*\Z")
+_DOMAIN_TAIL: Final = re.compile(rf"[\w.\-\uff0d{_WIDE_DOTS}]*+\Z")
 # File extensions that are not top-level domains: "logo@2x.png" is a file name.
 _FILE_EXTENSIONS: Final = (
     "png jpg jpeg gif svg webp bmp tif tiff ico heic txt csv tsv json yaml yml xml js mjs ts "
