@@ -8,7 +8,8 @@ Fields map to categories by, in order of precedence:
 3. a default list of key names (``email``, ``phone``, ``card_number``, ``pan``, ``cvv``,
    ``iban``, ...), matched case- and separator-insensitively, also as a suffix
    (``billingEmail``);
-4. the free-text detectors on strings under keys that say nothing (``notes``).
+4. the free-text detectors on strings under keys that say nothing (``notes``), and on
+   ints of 13 to 19 digits there (a card number sent as a JSON number).
 
 Everything below a categorised key has that category. The input is never mutated; the
 result has the same shape (``remove`` leaves ``None`` in place of the value). The
@@ -258,7 +259,11 @@ _SAFE_SCALARS: Final = (
 )
 
 MAX_DEPTH: Final = 200
-_NUMBERS: Final = (int, float, bool)
+# A card number has 13 to 19 digits: an int with fewer passes after one comparison, and
+# only one in between is scanned (as its digits, with the free-text detectors). A
+# negative int is not taken for one.
+_INT_SCAN_MIN: Final = 10**12
+_INT_SCAN_MAX: Final = 10**19
 
 
 # -- path patterns --------------------------------------------------------------------------
@@ -355,7 +360,8 @@ _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 _NOTHING_TO_FIND: Final = re.compile(
     r"[@\uff20\ufe6b\d](?:(?<=[@\uff20\ufe6b])|[\d \-./()]{5,}\d|\d(?<=[A-Za-z]{2}\d\d))"
 ).search
-_PLAIN_ITEMS: Final = frozenset({int, float, bool, type(None)})
+# A list of these whose ints all have fewer than 13 digits is copied as it is, in C.
+_PLAIN_ITEMS: Final = frozenset({int, float, bool})
 
 
 class _Constant:
@@ -414,7 +420,8 @@ def _generate_shape(
     what that key needs: a string under a masked key goes straight to its mask, a label
     is a constant, a string under a key that says nothing meets the one-search
     prefilter (under a key in ``identifiers``, one that held a UUID or a timestamp when
-    the function was made, the identifier check first), numbers and ``None`` are kept,
+    the function was made, the identifier check first), ``None``, floats and ints of
+    fewer than 13 digits are kept,
     and anything else (a nested dict, a list, an unexpected type) goes to the general
     walk, so the result is the walk's result for any values. Keys, categories and
     operators reach the generated code as names bound in its globals, never as source
@@ -429,6 +436,8 @@ def _generate_shape(
         "_apply": apply_op,
         "_plain_items": _PLAIN_ITEMS.issuperset,
         "_max": max_depth,
+        "_B": _INT_SCAN_MIN,
+        "_top": max,
         "_ident": _IDENTIFIER,
         "_ident_max": _IDENTIFIER_MAX,
     }
@@ -449,10 +458,13 @@ def _generate_shape(
                 )
             else:
                 on_str = f"({v} if _nothing({v}) is None else _text({v}, _aud, ctx))"
+            # An int of fewer than 13 digits costs one comparison (in a list of numbers,
+            # inside max); one that could be a card number goes to the walk.
             expr = (
-                f"{on_str} if (t := type({v})) is str else {v} if {v} is None or t is int "
-                f"or t is bool or t is float else ({v}.copy() if depth < _max and "
-                f"_plain_items(map(type, {v})) else {general}) "
+                f"{on_str} if (t := type({v})) is str else {v} if {v} is None or "
+                f"(t is int and {v} < _B) or t is bool or t is float else ({v}.copy() "
+                f"if depth < _max and _plain_items(map(type, {v})) and "
+                f"(not {v} or _top({v}) < _B) else {general}) "
                 f"if t is list else {general}"
             )
         else:
@@ -786,6 +798,26 @@ class Redactor:
             return self._apply_op(op, category, str(value), ctx, field)
         return value
 
+    def _number(
+        self, value: int, audience: RecipientKind | None, ctx: RedactionContext | None
+    ) -> object:
+        """An int under a key that says nothing, in a list or alone: its digits redacted
+        as in text when the detectors find a card number in them (13 to 19 digits), else
+        the int itself. The operator's output is a string, or ``None`` for ``remove``."""
+        if not _INT_SCAN_MIN <= value < _INT_SCAN_MAX or not self._detect:
+            return value
+        text = str(value)
+        scanner = typing.cast("TextScanner", self._scanner)
+        findings = scanner.scan(text)
+        if not findings:
+            return value
+        if len(findings) == 1 and findings[0].start == 0 and findings[0].end == len(text):
+            category = findings[0].category
+            out = self._apply_op(self.operator_for(category, audience), category, text, ctx, "")
+        else:
+            out = scanner.redact(text, self.text_replacer(audience, ctx))
+        return value if out == text else out
+
     def _walk(
         self,
         value: object,
@@ -827,14 +859,20 @@ class Redactor:
                         )
                         if type(v) is dict
                         else v
-                        if v is None or type(v) in _NUMBERS
+                        if v is None
+                        or ((t := type(v)) is int and v < _INT_SCAN_MIN)
+                        or t is float
+                        or t is bool
                         else walk(v, step, None, audience, ctx, d, field)
                         for v in value  # type: ignore[attr-defined]
                     ]
                 else:
                     out = [
                         v
-                        if v is None or type(v) in _NUMBERS
+                        if v is None
+                        or ((t := type(v)) is int and v < _INT_SCAN_MIN)
+                        or t is float
+                        or t is bool
                         else walk(v, step, None, audience, ctx, depth + 1, field)
                         for v in value  # type: ignore[attr-defined]
                     ]
@@ -844,8 +882,10 @@ class Redactor:
                     for v in value  # type: ignore[attr-defined]
                 ]
             return out if kind is list else tuple(out)
-        if category is not None and kind is int:
-            return self._leaf(value, category, audience, ctx, field)
+        if kind is int:
+            if category is not None:
+                return self._leaf(value, category, audience, ctx, field)
+            return self._number(value, audience, ctx)  # type: ignore[arg-type]
         if isinstance(value, (*_SAFE_SCALARS, enum.Enum)):
             return value
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -899,7 +939,15 @@ class Redactor:
             else:
                 field = str(k)
             vt = type(v)
-            if v is None or (cat is None and (vt in _NUMBERS or (vt is str and not self._detect))):
+            if v is None or (
+                cat is None
+                and (
+                    (vt is int and v < _INT_SCAN_MIN)
+                    or vt is float
+                    or vt is bool
+                    or (vt is str and not self._detect)
+                )
+            ):
                 out[k] = v
             else:
                 out[k] = walk(v, nxt, cat, audience, ctx, depth + 1, field)
@@ -951,7 +999,9 @@ class Redactor:
                     out[k] = v
                 else:
                     out[k] = text(v, audience, ctx)
-            elif v is None or (cat is None and vt in _NUMBERS):
+            elif v is None or (
+                cat is None and ((vt is int and v < _INT_SCAN_MIN) or vt is float or vt is bool)
+            ):
                 out[k] = v
             else:
                 out[k] = walk(v, _EMPTY_STATE, cat, audience, ctx, depth + 1, str(k))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._errors import PolicyError
 from ._middleware import PrivacyMiddleware
 from ._records import ConsentMethod, Evidence
-from ._redaction import Redactor
+from ._redaction import _INT_SCAN_MAX, _INT_SCAN_MIN, Redactor
 from ._subject import Scope, Subject
 from ._taxonomy import covers
 
@@ -108,8 +108,9 @@ def find_personal_data(
     ``obj`` may be an httpx or Starlette response, bytes, text, JSON-like data, a
     dataclass or a Pydantic model. Values under a personal key (``email``,
     ``card_number``, ... as the redactor knows them, with ``guard``'s extra key names)
-    count unless they look redacted (masked, labelled, encrypted); every other string is
-    scanned with the detectors (card numbers, e-mail addresses, phone numbers, IBANs).
+    count unless they look redacted (masked, labelled, encrypted); every other string,
+    and every other int of 13 to 19 digits, is scanned with the detectors (card numbers,
+    e-mail addresses, phone numbers, IBANs).
     ``categories`` limits the search to those categories and their children.
     """
     wanted = None if categories is None else tuple(categories)
@@ -153,8 +154,11 @@ def find_personal_data(
                     found.append((path, category))
             else:
                 scan(value, path)
-        elif isinstance(value, int | float) and category is not None and keep(category):
-            found.append((path, category))
+        elif isinstance(value, int | float) and category is not None:
+            if keep(category):
+                found.append((path, category))
+        elif type(value) is int and _INT_SCAN_MIN <= value < _INT_SCAN_MAX:
+            scan(str(value), path)  # a card number sent as a JSON number
     return found
 
 

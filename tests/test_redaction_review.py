@@ -1,0 +1,190 @@
+"""Structured redaction, from the review: card numbers sent as JSON numbers, personal data
+in dict keys, key-name gaps, and the types of what comes back.
+
+Each behaviour is checked from the user's side: the public ``Redactor``, ``@redacts``,
+``privguard.testing`` and a real ASGI app driven over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from test_detection_properties import card_numbers
+
+from privguard import Categories, Purposes, Redactor, Subject
+from privguard._context import configure
+from privguard._decorators import privacy, redacts
+from privguard._detection import DEFAULT_SCANNER, TextScanner
+from privguard._guard import Privguard
+from privguard._middleware import PrivacyMiddleware
+from privguard.testing import assert_no_personal_data, find_personal_data
+
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ALICE = Subject.customer("u-alice", tenant="acme")
+VISA = 4111111111111111
+MASTERCARD = 5555555555554444
+EMAIL = "jane@example.com"
+
+
+def app_returning(payload: object) -> Starlette:
+    async def endpoint(request: Request) -> Response:
+        return JSONResponse(payload)
+
+    declared = privacy(Purposes.SERVICE, categories=[Categories.EMAIL, Categories.CARD])
+    return Starlette(
+        routes=[Route("/data", declared(endpoint))],
+        middleware=[
+            Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
+        ],
+    )
+
+
+async def get_json(payload: object) -> Any:
+    transport = httpx.ASGITransport(app=app_returning(payload))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/data")
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.fixture
+def guard() -> Any:
+    made = Privguard()
+    configure(made)
+    yield made
+    configure(None)
+    made.close()
+
+
+# -- 1. card numbers as JSON numbers ---------------------------------------------------------
+def test_card_numbers_sent_as_numbers_are_redacted_wherever_they_are() -> None:
+    r = Redactor()
+    data = {"notes": VISA, "items": [MASTERCARD], "pair": (1, VISA), "n": 3}
+    expected = {
+        "notes": "************1111",
+        "items": ["************4444"],
+        "pair": (1, "************1111"),
+        "n": 3,
+    }
+    for _ in range(4):  # the third and fourth time through the generated function
+        assert r.redact(data) == expected
+    assert r.redact(VISA) == "************1111"
+    assert r.redact([{"notes": VISA}] * 5) == [{"notes": "************1111"}] * 5
+    assert r.redact(-VISA) == -VISA  # a negative number is not taken for a card number
+
+
+def test_card_numbers_as_numbers_follow_the_operator_and_the_audience() -> None:
+    assert Redactor().redact({"notes": VISA}, audience="payment_processor") == {"notes": VISA}
+    strict = Redactor(operators={Categories.CARD: "remove"})
+    for _ in range(4):
+        assert strict.redact({"notes": VISA, "items": [VISA, 2]}) == {
+            "notes": None,
+            "items": [None, 2],
+        }
+
+
+def test_numbers_that_are_no_card_come_back_as_they_were() -> None:
+    r = Redactor()
+    data = {
+        "id": 4111111111111112,  # Luhn fails
+        "ms": 1732612345000,  # epoch milliseconds
+        "big": 10**30,
+        "huge": 10**5000,
+        "flag": True,
+        "neg": -7,
+        "items": [1732612345000, 12, 10**12],
+    }
+    for _ in range(4):
+        out = r.redact(data)
+        assert out == data
+        assert all(out[k] is data[k] for k in data if k != "items")
+
+
+def test_bare_numbers_are_not_taken_for_phones_but_phone_keys_are_redacted() -> None:
+    r = Redactor()
+    assert r.redact({"notes": 4155550132}) == {"notes": 4155550132}
+    assert r.redact({"phone": 4155550132}) == {"phone": "********32"}
+
+
+def test_numbers_under_thirteen_digits_never_reach_the_detectors() -> None:
+    class CountingScanner(TextScanner):
+        scanned: list[str]
+
+        def scan(self, text: str) -> list[Any]:
+            self.scanned.append(text)
+            return super().scan(text)
+
+    scanner = CountingScanner()
+    scanner.scanned = []
+    r = Redactor(scanner=scanner)
+    rows = [{"a": 10**12 - 1, "b": [999_999_999_999, -5], "c": -(10**12) + 1} for _ in range(5)]
+    assert r.redact({"rows": rows}) == {"rows": rows}
+    assert scanner.scanned == []
+
+
+def test_testing_helpers_find_card_numbers_sent_as_numbers() -> None:
+    assert find_personal_data({"notes": VISA}) == [("$.notes", Categories.CARD)]
+    assert find_personal_data([1, MASTERCARD]) == [("$[1]", Categories.CARD)]
+    assert find_personal_data({"notes": 1732612345000, "n": True}) == []
+    with pytest.raises(AssertionError) as failure:
+        assert_no_personal_data({"items": [VISA]})
+    assert "4111" not in str(failure.value)
+
+
+def test_redacts_redacts_a_card_number_returned_as_a_number(guard: Privguard) -> None:
+    @redacts()
+    def card() -> int:
+        return VISA
+
+    assert card() == "************1111"
+
+
+async def test_over_http_card_numbers_sent_as_numbers_are_redacted() -> None:
+    body = await get_json({"notes": VISA, "items": [MASTERCARD, 3], "count": 2})
+    assert body == {"notes": "************1111", "items": ["************4444", 3], "count": 2}
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.one_of(
+            card_numbers().map(lambda printed_digits: int(printed_digits[1])),
+            st.integers(),
+            st.floats(allow_nan=False),
+            st.booleans(),
+            st.none(),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([None, "exhibitor", "payment_processor"]),
+)
+def test_numbers_redact_like_their_digits_in_text(numbers: list[Any], audience: str | None) -> None:
+    """Any int redacts as its digits do in text when it is a card number, and is kept
+    otherwise; records through the generated functions match the general walk."""
+    rows = [{"notes": n, "items": list(numbers), "k": 1} for n in numbers]
+    warm = Redactor()
+    for _ in range(3):
+        out = warm.redact({"rows": rows}, audience=audience)["rows"]
+    assert out == [Redactor().redact(row, audience=audience) for row in rows]
+    for n, row in zip(numbers, out, strict=True):
+        if type(n) is not int or not 10**12 <= n < 10**19:
+            assert row["notes"] is n
+            continue
+        digits = str(n)
+        found = DEFAULT_SCANNER.scan(digits)
+        if not found or audience == "payment_processor":
+            assert row["notes"] is n
+        else:
+            assert row["notes"] == Redactor().redact_text(digits, audience=audience)
+            assert digits not in json.dumps(out)
