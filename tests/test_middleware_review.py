@@ -7,13 +7,19 @@ member, form bodies and HTML / JavaScript bodies whose personal data is escaped.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import itertools
+import json
 import logging
 import re
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -21,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from privguard import Categories, Purposes, Subject
+from privguard import Categories, Purposes, RedactionError, Subject
 from privguard._decorators import privacy
 from privguard._guard import Privguard
 from privguard._middleware import PrivacyMiddleware
@@ -184,3 +190,134 @@ async def test_a_resolver_returning_something_else_fails_closed(
     assert_problem(response, 503, "decision-unavailable")
     assert "neither a Subject nor None" in caplog.text
     assert EMAIL not in caplog.text
+
+
+# -- 2. gzip and deflate: every member, nothing after the end, nothing cut short ------------
+async def test_every_gzip_member_is_decoded_and_redacted() -> None:
+    body = gzip.compress(b"hello ") + gzip.compress(EMAIL.encode())
+    response = await get(app_for(endpoint_for(body, "text/plain", **{"content-encoding": "gzip"})))
+    assert response.status_code == 200
+    assert response.content == b"hello j***@example.com"
+    assert "content-encoding" not in response.headers
+
+
+async def test_gzip_json_in_several_members_is_joined() -> None:
+    doc = json.dumps({"email": EMAIL, "notes": f"card {PAN}"}).encode()
+    body = b"".join(gzip.compress(doc[i : i + 5]) for i in range(0, len(doc), 5))
+    app = app_for(endpoint_for(body, "application/json", **{"content-encoding": "gzip"}))
+    response = await get(app)
+    assert response.status_code == 200
+    assert response.json() == {"email": "j***@example.com", "notes": "card **** **** **** 1111"}
+
+
+async def test_gzip_padded_with_zero_bytes_is_accepted() -> None:
+    # gzip(1) and Python's gzip module ignore zero bytes after a member (tape padding).
+    body = gzip.compress(json.dumps({"email": EMAIL}).encode()) + b"\0" * 40
+    app = app_for(endpoint_for(body, "application/json", **{"content-encoding": "gzip"}))
+    response = await get(app)
+    assert response.json() == {"email": "j***@example.com"}
+
+
+@pytest.mark.parametrize("media_type", ["application/json", "text/plain"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "deflate-raw"])
+@pytest.mark.parametrize("defect", ["junk after the end", "cut short", "end missing"])
+async def test_compressed_bodies_that_do_not_end_cleanly_are_refused(
+    media_type: str, coding: str, defect: str
+) -> None:
+    doc = json.dumps({"email": EMAIL, "notes": "hello " * 50}).encode()
+    if coding == "gzip":
+        compressed, end = gzip.compress(doc), 8  # CRC-32 and size
+    elif coding == "deflate":
+        compressed, end = zlib.compress(doc), 4  # Adler-32
+    else:
+        compressed, end = zlib.compress(doc)[2:-4], 1  # the end of the last block
+    if defect == "cut short":
+        body = compressed[:-12]
+    elif defect == "end missing":  # every byte of the document is there, but not the end
+        body = compressed[:-end]
+        assert (
+            zlib.decompressobj({"gzip": 31, "deflate": 15}.get(coding, -15)).decompress(body) == doc
+        )
+    else:
+        body = compressed + b"<junk>" + EMAIL.encode()
+    header = "gzip" if coding == "gzip" else "deflate"
+    response = await get(app_for(endpoint_for(body, media_type, **{"content-encoding": header})))
+    assert_problem(response, 502, "unredactable-response")
+
+
+@pytest.mark.parametrize("defect", ["junk after the end", "cut short"])
+async def test_a_streamed_gzip_text_that_ends_badly_is_cut_not_completed(
+    defect: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = ("harmless text. " * 300 + f"write to {EMAIL}").encode()
+    compressed = gzip.compress(text)
+    if defect == "cut short":
+        compressed = compressed[:-12]
+    else:
+        compressed += b"trailing junk " + EMAIL.encode()
+    parts = [compressed[i : i + 40] for i in range(0, len(compressed), 40)]
+    recorder = Recorder(app_for(endpoint_for(parts, "text/plain", **{"content-encoding": "gzip"})))
+    with pytest.raises(RedactionError):
+        await get(recorder)
+    starts = [m for m in recorder.messages if m["type"] == "http.response.start"]
+    assert starts and starts[0]["status"] == 200  # already sent: the connection is aborted
+    # Never completed, and nothing of the address left unredacted.
+    assert not any(m.get("more_body") is False for m in recorder.messages[1:])
+    assert b"jane" not in recorder.body
+    assert recorder.body.startswith(b"harmless text.")
+    assert "response stream cut" in caplog.text
+    assert EMAIL not in caplog.text
+
+
+async def test_a_gzip_bomb_in_many_members_hits_the_limit() -> None:
+    member = gzip.compress(b" " * (1 << 20))
+    body = gzip.compress(b'{"pad": "') + member * 12 + gzip.compress(b'"}')
+    app = app_for(
+        endpoint_for(body, "application/json", **{"content-encoding": "gzip"}),
+        max_body_size=8 << 20,
+    )
+    assert_problem(await get(app), 502, "response-too-large")
+
+
+async def test_a_large_body_of_many_small_gzip_members_is_decoded_whole() -> None:
+    doc = json.dumps([{"email": EMAIL, "notes": f"card {PAN}", "n": i} for i in range(4000)])
+    raw = doc.encode()
+    body = b"".join(gzip.compress(raw[i : i + 100]) for i in range(0, len(raw), 100))
+    assert len(body) > 256 * 1024  # inflated off the event loop
+    app = app_for(endpoint_for(body, "application/json", **{"content-encoding": "gzip"}))
+    response = await get(app)
+    assert response.status_code == 200
+    data = response.json()
+    assert len(data) == 4000 and data[-1]["n"] == 3999
+    assert {d["email"] for d in data} == {"j***@example.com"}
+    assert_no_personal_data(response)
+
+
+chunkings = st.lists(st.integers(1, 60), min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    prefix=st.text(st.sampled_from("ab .\n"), max_size=40),
+    cuts=st.lists(st.integers(0, 80), max_size=4),
+    sizes=chunkings,
+    padding=st.booleans(),
+)
+def test_gzip_members_split_anywhere_and_streamed_in_any_chunks(
+    prefix: str, cuts: list[int], sizes: list[int], padding: bool
+) -> None:
+    text = f"{prefix} mail {EMAIL} or pay with {PAN} ok".encode()
+    bounds = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
+    pad = b"\0\0" if padding else b""
+    body = b"".join(gzip.compress(text[a:b]) + pad for a, b in itertools.pairwise(bounds))
+    parts, i = [], 0
+    while i < len(body):
+        size = sizes[len(parts) % len(sizes)]
+        parts.append(body[i : i + size])
+        i += size
+    app = app_for(endpoint_for(parts, "text/plain", **{"content-encoding": "gzip"}))
+    response = run(get(app))
+    assert response.status_code == 200
+    expected = Privguard().redactor.redact_text(text.decode())
+    assert response.text == expected
+    assert "j***@example.com" in response.text and "**** **** **** 1111" in response.text
