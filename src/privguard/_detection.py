@@ -161,6 +161,28 @@ _DIGIT_GROUP: Final = re.compile(r"\d+")
 # The trailing numeric run of a buffer (streams): digits and separators up to the end.
 _NUM_TAIL: Final = re.compile(rf"[+(]?\d+(?:{_SEP}\d+)*[ \-./()]{{0,2}}\Z")
 
+# Separators as typists and word processors write them, read as their ASCII forms (one
+# character for one, so offsets hold): no-break, thin and other spaces, the ideographic
+# space; hyphens and dashes; the fullwidth "＋ （ ） ． ／" of CJK input. "4111\u202f1111…"
+# (a French thousands space) is a card number; a tab is not read as a space (columns of
+# numbers in a table are no card).
+_AS_ASCII_SEPARATORS: Final = str.maketrans(
+    {
+        **dict.fromkeys(
+            "\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+            "\u202f\u205f\u3000",
+            " ",
+        ),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
+        "\uff0b": "+",
+        "\uff08": "(",
+        "\uff09": ")",
+        "\uff0e": ".",
+        "\uff0f": "/",
+    }
+)
+# Every character the table above reads as a separator (the redaction prefilter's too).
+_UNICODE_SEPARATORS: Final = "".join(sorted(chr(c) for c in _AS_ASCII_SEPARATORS))
 _MAX_CARD_SPAN: Final = 19 + 18  # 19 digits and 18 single separators
 _MAX_PHONE_GROUPS: Final = 7
 
@@ -377,7 +399,7 @@ class TextScanner:
         self._phone = "phone" in self.kinds
         self._iban = "iban" in self.kinds
         self._regions = tuple(_RegionRule(region) for region in regions)
-        self._not_phones: dict[tuple[str, bool, bool], None] = {}
+        self._not_phones: dict[tuple[str, bool, bool, tuple[int, ...]], None] = {}
 
     def __repr__(self) -> str:
         kinds = ", ".join(k for k in KINDS if k in self.kinds)
@@ -423,7 +445,8 @@ class TextScanner:
         n = len(text)
         hold = max(floor, n - 2)  # findings look at most two characters past their end
         if self._card or self._phone:
-            m = _NUM_TAIL.search(text, max(floor, n - 2 * _MAX_CARD_SPAN))
+            tail = text if text.isascii() else text.translate(_AS_ASCII_SEPARATORS)
+            m = _NUM_TAIL.search(tail, max(floor, n - 2 * _MAX_CARD_SPAN))
             if m:
                 start = m.start()
                 if n - start > _MAX_CARD_SPAN + 8:
@@ -499,6 +522,8 @@ class TextScanner:
     # IBANs, cards and phones: everything that starts at a digit
 
     def _digits(self, text: str, floor: int, out: list[Finding], first_only: bool) -> None:
+        if not text.isascii():
+            text = text.translate(_AS_ASCII_SEPARATORS)  # same length: offsets hold
         numbers = self._card or self._phone
         iban = self._iban
         contiguous = self._contiguous
@@ -694,13 +719,23 @@ class TextScanner:
                 return False
         elif not 8 <= len(digits) <= 12:
             return False
-        return self._valid_phone_number(digits, intl, bare)
+        breaks: tuple[int, ...] = ()
+        if not intl and not bare:
+            # How the number is grouped as written: where each group of digits ends.
+            groups = _DIGIT_GROUP.findall(window)
+            if len(groups[-1]) < 2:
+                return False  # "0-306-40615-2": an ISBN's check digit, no phone's last group
+            ends = list(accumulate(map(len, groups)))
+            breaks = tuple(ends[:-1])
+        return self._valid_phone_number(digits, intl, bare, breaks)
 
-    def _valid_phone_number(self, digits: str, intl: bool, bare: bool) -> bool:
-        key = (digits, intl, bare)
+    def _valid_phone_number(
+        self, digits: str, intl: bool, bare: bool, breaks: tuple[int, ...] = ()
+    ) -> bool:
+        key = (digits, intl, bare, breaks)
         if key in self._not_phones:
             return False
-        if self._check_phone_number(digits, intl, bare):
+        if self._check_phone_number(digits, intl, bare, breaks):
             return True
         # Only negatives are cached: the cache never holds a phone number.
         if len(self._not_phones) >= _PHONE_CACHE_MAX:
@@ -708,11 +743,13 @@ class TextScanner:
         self._not_phones[key] = None
         return False
 
-    def _check_phone_number(self, digits: str, intl: bool, bare: bool) -> bool:
+    def _check_phone_number(
+        self, digits: str, intl: bool, bare: bool, breaks: tuple[int, ...] = ()
+    ) -> bool:
         if intl:
             return _valid_international(digits)
         for rule in self._regions:
-            number_type = rule.home_number_type(digits)
+            number_type = rule.home_number_type(digits, breaks)
             if number_type is None:
                 continue
             if bare and number_type not in _BARE_PHONE_TYPES:
@@ -758,6 +795,7 @@ class _RegionNumbers:
 
     __slots__ = (
         "country_code",
+        "format_patterns",
         "format_prefixes",
         "formats",
         "general",
@@ -804,15 +842,18 @@ class _RegionNumbers:
         # alternation of (?=leading)pattern branches picks the same one in one call.
         format_branches: list[str] = []
         prefixes: list[str] = []
+        patterns: list[re.Pattern[str]] = []
         for f in metadata.number_format:
             if f.pattern is None:
                 continue
             lead = f"(?={f.leading_digits_pattern[-1]})" if f.leading_digits_pattern else ""
             format_branches.append(f"(?P<f{len(prefixes)}>{lead}(?:{f.pattern}))")
+            patterns.append(re.compile(f.pattern))
             rule = (f.national_prefix_formatting_rule or "").replace("\\1", "")
             prefixes.append(_NON_DIGITS.sub("", rule))
         self.formats = re.compile("|".join(format_branches)) if format_branches else None
         self.format_prefixes = tuple(prefixes)
+        self.format_patterns = tuple(patterns)  # each format alone, for its groups
 
     def number_type(self, nsn: str) -> int | None:
         """The number's type, or None when it is not valid (as phonenumbers'
@@ -826,6 +867,36 @@ class _RegionNumbers:
         if kind == _FIXED_LINE and (self.same_fixed_mobile or _matches(nsn, self.mobile)):
             return PhoneNumberType.FIXED_LINE_OR_MOBILE
         return kind
+
+    def layout_fits(self, nsn: str, breaks: tuple[int, ...], *, slack: int = 0) -> bool:
+        """Whether groups ending at ``breaks`` are a way ``nsn`` is written at home.
+
+        The national format (phonenumbers' metadata, as ``format_number`` picks it) gives
+        where its groups end. Where it has several groups ("415 555 0132", "06 12 34 56
+        78"), every written break must be one of them, give or take ``slack`` digits:
+        some groups may run together, none is split elsewhere ("2026-000001" is no US
+        number). Where it has two (an area code of varying length and the rest, as in
+        Germany), the first written break must be within two digits of the format's.
+        With no format for the number, any grouping is taken.
+        """
+        home = self.home_breaks(nsn)
+        if home is None:
+            return True
+        if len(home) >= 2:
+            return all(any(abs(b - h) <= slack for h in home) for b in breaks)
+        if len(home) == 1:
+            return abs(breaks[0] - home[0]) <= 2
+        return True
+
+    def home_breaks(self, nsn: str) -> tuple[int, ...] | None:
+        """Where the groups of ``nsn``'s national format end (None: no format)."""
+        m = self.formats.fullmatch(nsn) if self.formats is not None else None
+        if m is None or m.lastgroup is None:
+            return None
+        shown = self.format_patterns[int(m.lastgroup[1:])].fullmatch(nsn)
+        if shown is None:
+            return None
+        return tuple(shown.end(g) for g in range(1, shown.re.groups))
 
     def home_prefix(self, nsn: str) -> str:
         """The digits the national format writes before ``nsn`` (the trunk "0")."""
@@ -917,22 +988,42 @@ class _RegionRule:
         # fail it in a single call.
         self.any_plan = re.compile("|".join(f"(?:{p.general[1].pattern})" for p in self.plans))
 
-    def home_number_type(self, digits: str) -> int | None:
+    def home_number_type(self, digits: str, breaks: tuple[int, ...] = ()) -> int | None:
         """The type of national number ``digits`` as written at home, or None.
 
         "1732623122" is no German number: Germans write "01732 623122" (the national
         format, from the country's main region, decides). The national prefix may also
         be written where the home format leaves it out ("1 415 555 0132").
+
+        ``breaks`` says where the written groups of digits end ("415-555-0132": 3, 6);
+        a grouping no one writes at home ("2026-000001", a US number by its digits) is
+        no phone number (:meth:`_RegionNumbers.layout_fits`).
         """
         prefix = self.national_prefix
+        home = self.plans[0]
         # Without its trunk prefix and with fewer than nine digits, a number is a local
         # one ("4004-1234" in Brazil): as likely a form or order number as a phone.
         if (len(digits) >= 9 or not prefix) and self.any_plan.fullmatch(digits):
             number_type = _country_number_type(self.plans, digits)
-            if number_type is not None and not self.plans[0].home_prefix(digits):
+            if number_type is not None and (
+                # written as at home, or grouped exactly as at home with the trunk
+                # prefix left out ("98765 43210" in India, where "098765 43210" is the
+                # format but mobiles are written without the 0)
+                (not home.home_prefix(digits) and (not breaks or home.layout_fits(digits, breaks)))
+                or (breaks and breaks == home.home_breaks(digits))
+            ):
                 return number_type
         if prefix and digits.startswith(prefix) and self.any_plan.fullmatch(digits, len(prefix)):
-            return _country_number_type(self.plans, digits[len(prefix) :])
+            nsn = digits[len(prefix) :]
+            if breaks:
+                # The trunk prefix may stand alone ("1-415-555-0132", "(0) 30 …").
+                cut = len(prefix)
+                breaks = tuple(b - cut for b in breaks if b != cut)
+                # Written with its trunk prefix, a number is surely meant as one: a
+                # group boundary one digit off is how many write them ("0207 946 0958").
+                if any(b <= 0 for b in breaks) or not home.layout_fits(nsn, breaks, slack=1):
+                    return None
+            return _country_number_type(self.plans, nsn)
         return None
 
 
