@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Callable
@@ -410,6 +411,39 @@ def test_truncated_character_at_the_end_is_unparseable() -> None:
     redactor.feed("ü".encode()[:1])
     with pytest.raises(UnparseableBody):
         redactor.finish()
+
+
+BOM_CODECS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"]
+BOMS = {"utf-32": codecs.BOM_UTF32_LE, "utf-8-sig": codecs.BOM_UTF8}
+BOM_TEXT = "Grüße: mail jane@example.com, card 4111 1111 1111 1111 ✓ " * 3
+
+
+@pytest.mark.parametrize("encoding", BOM_CODECS)
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_a_byte_order_mark_appears_once_at_the_start(encoding: str, size: int) -> None:
+    """str.encode per chunk put a BOM before every chunk of a UTF-16/32 or utf-8-sig
+    stream; the output must be what one-shot redaction gives, encoded once."""
+    data = BOM_TEXT.encode(encoding)
+    out = byte_stream([data[i : i + size] for i in range(0, len(data), size)], encoding)
+    expected = DEFAULT_SCANNER.redact(BOM_TEXT, label)
+    assert out.decode(encoding) == expected
+    assert out == expected.encode(encoding)  # one BOM, at the start, where the codec has one
+    if encoding in ("utf-16", "utf-32", "utf-8-sig"):
+        assert out.startswith(codecs.BOM_UTF16_LE if encoding == "utf-16" else BOMS[encoding])
+
+
+def test_a_stream_held_whole_gets_its_byte_order_mark_with_its_text() -> None:
+    redactor = ByteStreamRedactor(LineStreamRedactor(str.upper), "utf-16")
+    assert redactor.feed("no newline yet".encode("utf-16")) == b""
+    assert redactor.finish() == "NO NEWLINE YET".encode("utf-16")
+    assert ByteStreamRedactor(LineStreamRedactor(str.upper), "utf-16").finish() == b""
+
+
+def test_a_stateful_encoding_is_closed_at_the_end() -> None:
+    text = "メール jane@example.com 日本"
+    data = text.encode("iso-2022-jp")
+    out = byte_stream([data[i : i + 5] for i in range(0, len(data), 5)], "iso-2022-jp")
+    assert out == DEFAULT_SCANNER.redact(text, label).encode("iso-2022-jp")
 
 
 def test_unknown_encoding_is_a_policy_error() -> None:

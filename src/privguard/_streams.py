@@ -210,6 +210,8 @@ class ByteStreamRedactor:
 
     A multi-byte character split across chunks is fine; bytes that are not valid in
     ``encoding`` raise :class:`~privguard.UnparseableBody` (the body is not released).
+    Encoding is incremental too, so a codec that writes a byte order mark (UTF-16,
+    UTF-32, utf-8-sig) writes it once, before the first text released, not per chunk.
     """
 
     def __init__(self, text_redactor: TextRedactor, encoding: str = "utf-8") -> None:
@@ -220,16 +222,18 @@ class ByteStreamRedactor:
         self._inner = text_redactor
         self._encoding = encoding
         self._decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        self._encoder = codecs.getincrementalencoder(encoding)(errors="strict")
+        self._encoded = False  # whether the encoder has written anything yet
 
     def __repr__(self) -> str:
         return f"ByteStreamRedactor({self._inner!r}, encoding={self._encoding!r})"
 
     def feed(self, chunk: bytes) -> bytes:
-        return self._encode(self._inner.feed(self._decode(chunk, final=False)))
+        return self._encode(self._inner.feed(self._decode(chunk, final=False)), final=False)
 
     def finish(self) -> bytes:
         text = self._decode(b"", final=True)
-        return self._encode(self._inner.feed(text) + self._inner.finish())
+        return self._encode(self._inner.feed(text) + self._inner.finish(), final=True)
 
     def _decode(self, data: bytes, *, final: bool) -> str:
         try:
@@ -237,9 +241,15 @@ class ByteStreamRedactor:
         except UnicodeDecodeError:
             raise UnparseableBody(f"bytes are not valid {self._encoding}") from None
 
-    def _encode(self, text: str) -> bytes:
+    def _encode(self, text: str, *, final: bool) -> bytes:
+        # Nothing is encoded until there is text: a codec with a byte order mark would
+        # write it for "" and release bytes before anything was decided. At the end a
+        # stateful codec (ISO-2022) may still owe the bytes that close its last shift.
+        if not text and not (final and self._encoded):
+            return b""
+        self._encoded = True
         try:
-            return text.encode(self._encoding)
+            return self._encoder.encode(text, final)
         except UnicodeEncodeError:
             raise RedactionError(f"a replacement cannot be encoded in {self._encoding}") from None
 
