@@ -133,3 +133,23 @@ def test_streams_find_them_split_anywhere(sep: str, cut: int, before: str) -> No
     out = redactor.feed(text[:cut]) + redactor.feed(text[cut:]) + redactor.finish()
     assert "[card]" in out
     assert "4111" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order no. 415-555-0132",
+        "PO #415-555-0132",
+        "ticket number: 415-555-0132",
+        "Customer # 415-555-0132",
+    ],
+)
+def test_a_grouped_number_introduced_as_an_id_number_is_not_a_phone(text: str) -> None:
+    assert phones(text) == []
+
+
+@pytest.mark.parametrize(
+    "text", ["ticket (11) 2373-7919", "call 415-555-0132", "order questions? 415-555-0132"]
+)
+def test_an_id_word_without_a_number_marker_does_not_hide_a_phone(text: str) -> None:
+    assert len(phones(text)) == 1

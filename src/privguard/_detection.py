@@ -230,6 +230,19 @@ _ID_CONTEXT: Final = re.compile(
     """,
     re.VERBOSE | re.IGNORECASE,
 )
+# The same for a number written in groups, which looks more like a phone number: the word
+# must say "number" ("order no. 415-555-0132", "PO #987-654-3210", "ticket number: …");
+# "ticket (11) 2373-7919" in a chat is as likely a phone number.
+_ID_NUMBER_CONTEXT: Final = re.compile(
+    r"""
+    \b(?:order|ticket|invoice|booking|reservation|ref|reference|confirmation|tracking
+        |account|acct|transaction|txn|receipt|sku|serial|item|po|purchase\ order|member
+        |membership|customer|policy|claim|parcel|shipment|case|isbn|issn)\b
+    [^\w\n]{0,3}(?:(?:no|nr|num|number|id)\b[^\w\n]{0,3}|\#\s?)
+    \Z
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
 _ID_CONTEXT_REACH: Final = 40
 _BARE_PHONE_TYPES: Final = frozenset((PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE))
 
@@ -711,14 +724,13 @@ class TextScanner:
         if intl:
             if not 7 <= len(digits) <= 15:
                 return False
-        elif bare:
-            if not 10 <= len(digits) <= 12:
+        else:
+            if not (10 if bare else 8) <= len(digits) <= 12:
                 return False
+            # A national number right after "order #", "ticket no.", "PO #" is that id.
             context = text[max(0, start - _ID_CONTEXT_REACH) : start]
-            if _ID_CONTEXT.search(context):
+            if (_ID_CONTEXT if bare else _ID_NUMBER_CONTEXT).search(context):
                 return False
-        elif not 8 <= len(digits) <= 12:
-            return False
         breaks: tuple[int, ...] = ()
         if not intl and not bare:
             # How the number is grouped as written: where each group of digits ends.
