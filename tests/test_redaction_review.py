@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from test_detection_properties import card_numbers
+from test_redaction_properties import emails
 
 from privguard import Categories, Purposes, Redactor, Subject
 from privguard._context import configure
@@ -188,3 +189,156 @@ def test_numbers_redact_like_their_digits_in_text(numbers: list[Any], audience: 
         else:
             assert row["notes"] == Redactor().redact_text(digits, audience=audience)
             assert digits not in json.dumps(out)
+
+
+# -- 2. personal data in dict keys -------------------------------------------------------------
+def held_strings(obj: object) -> list[str]:
+    """Every string a redactor holds on to: its caches, plans and generated functions."""
+    import types
+
+    out: list[str] = []
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, types.ModuleType | type):
+            continue
+        seen.add(id(item))
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, types.FunctionType):
+            if "__name__" not in item.__globals__:  # generated code: its own globals
+                stack.append(item.__globals__)
+            stack.extend(c.cell_contents for c in item.__closure__ or ())
+        elif isinstance(item, types.MethodType | types.BuiltinMethodType):
+            stack.append(getattr(item, "__self__", None))
+        else:
+            stack.extend(getattr(item, "__dict__", {}).values())
+            for cls in type(item).__mro__:
+                for slot in getattr(cls, "__slots__", ()):
+                    stack.append(getattr(item, slot, None))
+    return out
+
+
+def test_personal_data_in_keys_is_redacted() -> None:
+    r = Redactor()
+    data = {EMAIL: {"status": "ok"}, "4111111111111111": 1, "n": 2}
+    for _ in range(4):
+        assert r.redact(data) == {
+            "j***@example.com": {"status": "ok"},
+            "************1111": 1,
+            "n": 2,
+        }
+    nested = {"address": {EMAIL: "x"}, "rows": [{EMAIL: 1}] * 4}
+    assert r.redact(nested) == {
+        "address": {"j***@example.com": "[user.contact.address]"},
+        "rows": [{"j***@example.com": 1}] * 4,
+    }
+    with_paths = Redactor(paths={"**.badge": Categories.NAME})
+    for _ in range(3):
+        assert with_paths.redact({"x": {EMAIL: {"badge": "Jane"}}}) == {
+            "x": {"j***@example.com": {"badge": "[user.name]"}}
+        }
+
+
+def test_keys_follow_the_operator_and_the_audience() -> None:
+    r = Redactor()
+    data = {"4111111111111111": 1, EMAIL: 2}
+    assert r.redact(data, audience="payment_processor") == {
+        "4111111111111111": 1,
+        "j***@example.com": 2,
+    }
+    labels = Redactor(operators={Categories.EMAIL: "label"})
+    assert labels.redact({f"mail {EMAIL}": 1}) == {"mail [user.contact.email]": 1}
+    removed = Redactor(operators={Categories.EMAIL: "remove"})
+    assert removed.redact({EMAIL: 1}) == {"[user.contact.email]": 1}  # as in free text
+
+
+def test_redacted_keys_that_collide_keep_every_entry() -> None:
+    r = Redactor()
+    assert r.redact({EMAIL: 1, "joe@example.com": 2, "jim@example.com": 3}) == {
+        "j***@example.com": 1,
+        "j***@example.com#2": 2,
+        "j***@example.com#3": 3,
+    }
+    out = r.redact({EMAIL: 1, "j***@example.com": 0})
+    assert out == {"j***@example.com#2": 1, "j***@example.com": 0}
+    assert list(out) == ["j***@example.com#2", "j***@example.com"]
+
+
+def test_keys_holding_personal_data_are_never_remembered() -> None:
+    for r in (Redactor(), Redactor(paths={"**.badge": Categories.NAME})):
+        for _ in range(5):
+            r.redact({"by_email": {EMAIL: {"status": "ok"}, "4111111111111111": 1}})
+            r.redact([{EMAIL: 1, "n": 2}] * 4)
+            r.redact({"address": {"joe@example.com": "x"}})
+            r.redact({"by_email": {EMAIL: {"status": "ok"}}}, audience="payment_processor")
+        held = " ".join(held_strings(r))
+        assert "by_email" in held  # the walk looked where keys are kept
+        assert "example.com" not in held
+        assert "4111111111111111" not in held
+    # An ordinary key set is still remembered and gets its function.
+    r = Redactor()
+    for _ in range(3):
+        r.redact({"status": "ok", "email": EMAIL})
+    assert ("status", "email") in r._compiled[None]
+
+
+async def test_over_http_personal_data_in_keys_is_redacted() -> None:
+    body = await get_json({"by_email": {EMAIL: {"status": "ok"}}, "by_user": {EMAIL: 1}})
+    # by_email ends in "email": everything below it is taken for an e-mail address.
+    assert body == {
+        "by_email": {"j***@example.com": {"status": "********"}},
+        "by_user": {"j***@example.com": 1},
+    }
+
+
+def test_testing_helpers_find_personal_data_in_keys_without_showing_it() -> None:
+    data = {"by_email": {EMAIL: {"note": "call joe@example.com"}}, "x": {VISA: 1}}
+    found = find_personal_data(data)
+    assert found == [
+        ("$.by_email.[user.contact.email] (key)", Categories.EMAIL),
+        ("$.by_email.[user.contact.email].note", Categories.EMAIL),
+        ("$.x.[user.financial.credit_card] (key)", Categories.CARD),
+    ]
+    with pytest.raises(AssertionError) as failure:
+        assert_no_personal_data(data)
+    assert "jane" not in str(failure.value) and "4111" not in str(failure.value)
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["id", "email", "notes", "n", "4111", "a#2"]),
+            emails,
+            card_numbers().map(lambda printed_digits: printed_digits[0]),
+        ),
+        min_size=1,
+        max_size=5,
+        unique=True,
+    ),
+    st.sampled_from([None, "exhibitor", "payment_processor"]),
+)
+def test_no_personal_data_in_keys_survives_and_none_is_remembered(
+    keys: list[str], audience: str | None
+) -> None:
+    rows = [{k: i for i, k in enumerate(keys)} for _ in range(4)]
+    warm = Redactor()
+    for _ in range(3):
+        out = warm.redact({"rows": rows, "by": {k: {"k": k} for k in keys}}, audience=audience)
+    cold = Redactor().redact({"rows": rows, "by": {k: {"k": k} for k in keys}}, audience=audience)
+    assert out == cold
+    assert all(len(row) == len(keys) for row in out["rows"])  # no entry lost
+    assert len(out["by"]) == len(keys)
+    secrets = [k for k in keys if DEFAULT_SCANNER.scan(k)]
+    held = " ".join(held_strings(warm))
+    for secret in secrets:
+        assert secret not in held
+        if audience != "payment_processor" or "@" in secret:
+            assert secret not in json.dumps(out)

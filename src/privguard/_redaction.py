@@ -312,8 +312,11 @@ class _PathAutomaton:
                 out.add((i, j))
         return frozenset(out)
 
-    def step(self, state: frozenset[tuple[int, int]], key: str) -> frozenset[tuple[int, int]]:
-        """``key`` is a dict key, or ``"[]"`` for a list element."""
+    def step(
+        self, state: frozenset[tuple[int, int]], key: str, *, remember: bool = True
+    ) -> frozenset[tuple[int, int]]:
+        """``key`` is a dict key, or ``"[]"`` for a list element. ``remember=False`` for a
+        key that may hold personal data: the transition is not cached under it."""
         cache_key = (state, key)
         nxt = self._cache.get(cache_key)
         if nxt is None:
@@ -332,7 +335,7 @@ class _PathAutomaton:
                 elif seg == key or (seg == "*" and key != "[]"):
                     out.add((i, j + 1))
             nxt = self._close(frozenset(out))
-            if len(self._cache) < 65536:
+            if remember and len(self._cache) < 65536:
                 self._cache[cache_key] = nxt
         return nxt
 
@@ -380,16 +383,39 @@ _ShapeFunction = Callable[[dict[Any, Any], "RedactionContext | None", int], dict
 
 
 class _Shape:
-    """What one key set (in order) means for one audience, and its generated function."""
+    """What one key set (in order) means for one audience, and its generated function.
 
-    __slots__ = ("compiled", "plan", "seen")
+    ``personal`` holds the positions of keys that may hold personal data (an e-mail
+    address as a key): such a shape is redacted key by key and never kept.
+    """
+
+    __slots__ = ("compiled", "personal", "plan", "seen")
 
     def __init__(
-        self, plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...]
+        self,
+        plan: tuple[tuple[str | None, Callable[[str], str | None] | None], ...],
+        personal: tuple[int, ...] = (),
     ) -> None:
         self.plan = plan
+        self.personal = personal
         self.seen = 1
         self.compiled: _ShapeFunction | None = None
+
+
+def _unique_keys(keys: list[object], renamed: dict[int, str]) -> list[object]:
+    """``keys`` with ``renamed`` put in at their positions; a new name already taken (by a
+    key left as it was, or an earlier new name) gets ``#2``, ``#3``, ... so no entry is
+    lost."""
+    taken = {k for i, k in enumerate(keys) if i not in renamed}
+    out = list(keys)
+    for i, name in renamed.items():
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}#{n}"
+        taken.add(candidate)
+        out[i] = candidate
+    return out
 
 
 # A key set gets its own function the third time it is seen: a dict keyed by ids (a new
@@ -764,10 +790,16 @@ class Redactor:
         return self._key_category(key)
 
     def _key_category(self, key: str) -> str | None:
+        return self._key_info(key)[0]
+
+    def _key_info(self, key: str) -> tuple[str | None, bool]:
+        """A key's category, and whether it may hold personal data. Only keys found to
+        hold none are cached: the cache never keeps an e-mail address."""
         try:
-            return self._key_cat[key]
+            return self._key_cat[key], False
         except KeyError:
             pass
+        personal = self._may_hold_personal_data(key)
         norm = normalize_key(key)
         category = self._key_names.get(norm)
         if category is None:
@@ -775,9 +807,44 @@ class Redactor:
                 if norm.endswith(suffix):
                     category = cat
                     break
-        if len(self._key_cat) < 65536:
+        if not personal and len(self._key_cat) < 65536:
             self._key_cat[key] = category
-        return category
+        return category, personal
+
+    def _may_hold_personal_data(self, text: str) -> bool:
+        """True when the detectors find something in ``text`` (a key), or when it passes
+        the prefilter and there is no scanner to ask (then it is only never cached)."""
+        if _NOTHING_TO_FIND(text) is None:
+            return False
+        return self._scanner is None or bool(self._scanner.scan(text))
+
+    def _int_key_may_hold_personal_data(self, key: int) -> bool:
+        if not _INT_SCAN_MIN <= key < _INT_SCAN_MAX:
+            return False
+        return self._scanner is None or bool(self._scanner.scan(str(key)))
+
+    def _rename_keys(
+        self,
+        out: dict[Any, Any],
+        personal: tuple[int, ...] | list[int],
+        audience: RecipientKind | None,
+        ctx: RedactionContext | None,
+    ) -> dict[Any, Any]:
+        """``out`` with the keys at ``personal`` redacted as free text; colliding new
+        keys get ``#2``, ``#3``, ... (see :func:`_unique_keys`)."""
+        if not self._detect:
+            return out
+        keys = list(out)
+        renamed: dict[int, str] = {}
+        for i in personal:
+            k = keys[i]
+            text = str.__str__(k) if isinstance(k, str) else str(k)
+            new = self._text(text, audience, ctx)
+            if new != text:
+                renamed[i] = new
+        if not renamed:
+            return out
+        return dict(zip(_unique_keys(keys, renamed), out.values(), strict=True))
 
     def _leaf(
         self,
@@ -918,25 +985,28 @@ class Redactor:
         if ctx is not None and ctx.record_id == "" and "id" in value:
             ctx = dataclasses.replace(ctx, record_id=str(value["id"]))
         out: dict[Any, Any] = {}
-        key_category = self._key_category
+        key_info = self._key_info
         walk = self._walk
-        for k, v in value.items():
+        personal: list[int] = []
+        for i, (k, v) in enumerate(value.items()):
             cat = category
             nxt = state
             if isinstance(k, str):
                 k_text = str.__str__(k)  # a StrEnum key is its text
+                own, holds = key_info(k_text)
+                if holds:
+                    personal.append(i)
                 if state:
-                    nxt = self._paths.step(state, k_text)
+                    nxt = self._paths.step(state, k_text, remember=not holds)
                     cat = cat or self._paths.category(nxt)
                 if cat is None:
-                    cat = key_category(k_text)
-                elif category is not None:
-                    # A more precise key below a categorised one refines it.
-                    refined = key_category(k_text)
-                    if refined is not None and refined.startswith(category + "."):
-                        cat = refined
+                    cat = own
+                elif category is not None and own is not None and own.startswith(category + "."):
+                    cat = own  # a more precise key below a categorised one refines it
                 field = k_text
             else:
+                if type(k) is int and self._int_key_may_hold_personal_data(k):
+                    personal.append(i)
                 field = str(k)
             vt = type(v)
             if v is None or (
@@ -951,6 +1021,8 @@ class Redactor:
                 out[k] = v
             else:
                 out[k] = walk(v, nxt, cat, audience, ctx, depth + 1, field)
+        if personal:
+            return self._rename_keys(out, personal, audience, ctx)
         return out
 
     def _walk_dict_plain(
@@ -1005,6 +1077,8 @@ class Redactor:
                 out[k] = v
             else:
                 out[k] = walk(v, _EMPTY_STATE, cat, audience, ctx, depth + 1, str(k))
+        if shape.personal:
+            return self._rename_keys(out, shape.personal, audience, ctx)
         return out
 
     def _new_shape(
@@ -1013,16 +1087,27 @@ class Redactor:
         audience: RecipientKind | None,
         shapes: dict[tuple[object, ...], _Shape],
     ) -> _Shape:
-        """Per key: its category and, for string values, the operator as a function."""
+        """Per key: its category and, for string values, the operator as a function.
+
+        The keys are checked for personal data here, once per key set: a key set with a
+        key that holds some is planned for this dict only and never kept (the cache is
+        keyed by the keys)."""
         plan = []
-        for k in keys:
-            # A str subclass (a StrEnum key) equals and hashes like its text, so it
-            # shares this plan with plain keys: categorised by its text.
-            cat = self._key_category(str.__str__(k)) if isinstance(k, str) else None
+        personal = []
+        for i, k in enumerate(keys):
+            cat = None
+            if isinstance(k, str):
+                # A str subclass (a StrEnum key) equals and hashes like its text, so it
+                # shares this plan with plain keys: categorised by its text.
+                cat, holds = self._key_info(str.__str__(k))
+                if holds:
+                    personal.append(i)
+            elif type(k) is int and self._int_key_may_hold_personal_data(k):
+                personal.append(i)
             fn = None if cat is None else self._leaf_function(cat, audience)
             plan.append((cat, None if fn is _KEYED else fn))
-        shape = _Shape(tuple(plan))
-        if len(shapes) < _SHAPE_LIMIT:
+        shape = _Shape(tuple(plan), tuple(personal))
+        if not personal and len(shapes) < _SHAPE_LIMIT:
             shapes[keys] = shape
         return shape
 

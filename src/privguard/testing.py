@@ -30,7 +30,7 @@ from ._subject import Scope, Subject
 from ._taxonomy import covers
 
 if TYPE_CHECKING:
-    from ._detection import TextScanner
+    from ._detection import Finding, TextScanner
     from ._guard import Privguard
 
 __all__ = [
@@ -111,7 +111,9 @@ def find_personal_data(
     count unless they look redacted (masked, labelled, encrypted); every other string,
     and every other int of 13 to 19 digits, is scanned with the detectors (card numbers,
     e-mail addresses, phone numbers, IBANs).
-    ``categories`` limits the search to those categories and their children.
+    ``categories`` limits the search to those categories and their children. Keys are
+    scanned too: a finding in a key is reported as ``$.path.[category] (key)``, and the
+    paths below it name the key with its findings as labels, never the value.
     """
     wanted = None if categories is None else tuple(categories)
     redactor = guard.redactor if guard is not None else _default_redactor()
@@ -134,15 +136,27 @@ def find_personal_data(
         if name not in _HEADERS_NOT_CHECKED:
             scan(header, f"header {name}")
 
+    def label(finding: Finding, matched: str) -> str:
+        return f"[{finding.category}]"
+
     stack: list[tuple[object, str, str | None]] = [(data, "$", None)]
     while stack:
         value, path, category = stack.pop()
-        if isinstance(value, Mapping):
+        if isinstance(value, _KeyFindings):
+            found.extend((path, c) for c in value.categories if keep(c))
+        elif isinstance(value, Mapping):
             for key, item in reversed(list(value.items())):  # the stack pops in order
                 cat = category
                 if cat is None and isinstance(key, str):
                     cat = redactor.category_of_key(key)
-                stack.append((item, f"{path}.{key}", cat))
+                # A key can hold personal data too (an e-mail address, a card number):
+                # it is reported, and named in paths with its findings as labels.
+                text = key if isinstance(key, str) else str(key)
+                findings = _key_findings(scanner, key, text)
+                segment = scanner.redact(text, label) if findings else text
+                stack.append((item, f"{path}.{segment}", cat))
+                if findings:
+                    stack.append((_KeyFindings(findings), f"{path}.{segment} (key)", None))
         elif isinstance(value, list | tuple | set | frozenset):
             for i, item in reversed(list(enumerate(value))):
                 stack.append((item, f"{path}[{i}]", category))
@@ -160,6 +174,21 @@ def find_personal_data(
         elif type(value) is int and _INT_SCAN_MIN <= value < _INT_SCAN_MAX:
             scan(str(value), path)  # a card number sent as a JSON number
     return found
+
+
+class _KeyFindings:
+    """On the walk's stack: the categories found in a key, reported where it pops."""
+
+    __slots__ = ("categories",)
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.categories = [f.category for f in findings]
+
+
+def _key_findings(scanner: TextScanner, key: object, text: str) -> list[Finding]:
+    if isinstance(key, str) or (type(key) is int and _INT_SCAN_MIN <= key < _INT_SCAN_MAX):
+        return scanner.scan(text)
+    return []
 
 
 _REDACTORS: list[Redactor] = []
