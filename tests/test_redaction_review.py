@@ -342,3 +342,154 @@ def test_no_personal_data_in_keys_survives_and_none_is_remembered(
         assert secret not in held
         if audience != "payment_processor" or "@" in secret:
             assert secret not in json.dumps(out)
+
+
+# -- 3. key names ---------------------------------------------------------------------------
+NEW_KEY_NAMES = {
+    Categories.CARD_SECURITY_CODE: [
+        "card_pin",
+        "cvv_code",
+        "cvn",
+        "CVC-Code",
+        "cvn2",
+        "cvd",
+        "cav2",
+        "cardCode",
+        "card_verification_value",
+        "card_verification_code",
+        "card_verification_number",
+        "pin_block",
+    ],
+    Categories.CARD_EXPIRY: [
+        "valid_thru",
+        "validThrough",
+        "expiry_month",
+        "expiry_year",
+        "expiration_month",
+        "expiration_year",
+        "card_exp",
+        "cc_exp",
+        "cc_expiry",
+        "card_expiry_date",
+        "card_expiration_date",
+    ],
+    Categories.CARD: [
+        "card_num",
+        "cardnum",
+        "pan_number",
+        "card_pan",
+        "cc_no",
+        "credit_card_no",
+        "credit_card_num",
+    ],
+    Categories.PHONE: [
+        "phone_no",
+        "phoneNo",
+        "phone#",
+        "Phone No.",
+        "phone_num",
+        "phone_nr",
+        "phones",
+        "phone_numbers",
+        "telefon",
+        "telefonnummer",
+        "tel_no",
+        "tel_nr",
+        "tel_number",
+        "mobile_no",
+        "mobile_number",
+        "mobile_num",
+        "cell_number",
+        "cell_no",
+        "contact_number",
+        "landline",
+    ],
+    Categories.FAX: ["fax_no"],
+    Categories.EMAIL: [
+        "emailAddr",
+        "email_id",
+        "mail_address",
+        "mail_addr",
+        "emails",
+        "email_addresses",
+    ],
+    Categories.CREDENTIALS: [
+        "pin",
+        "PIN",
+        "pin_code",
+        "pin_number",
+        "pass",
+        "password_hash",
+        "pw_hash",
+        "pass_hash",
+        "passphrase",
+        "passcode",
+        "otp",
+        "private_key",
+        "client_secret",
+        "secret_key",
+        "api_secret",
+        "x-api-key",
+        "token",
+        "auth_token",
+        "id_token",
+        "auth",
+        "credentials",
+        "set-cookie",
+        "csrf",
+        "csrf_token",
+        "x-csrf-token",
+        "xsrf_token",
+        "jsessionid",
+        "PHPSESSID",
+    ],
+}
+SAMPLES = {
+    Categories.CARD: "4111 1111 1111 1111",
+    Categories.PHONE: "+1 415 555 0132",
+    Categories.FAX: "+1 415 555 0132",
+    Categories.EMAIL: EMAIL,
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "category"),
+    [(key, category) for category, keys in NEW_KEY_NAMES.items() for key in keys],
+)
+def test_common_key_names_are_personal(key: str, category: str) -> None:
+    r = Redactor()
+    value = SAMPLES.get(category, "737")
+    expected = r.apply(category, value)
+    assert expected != value
+    assert r.category_of_key(key) == category
+    for _ in range(4):
+        assert r.redact({key: value, "n": 1}) == {key: expected, "n": 1}
+    assert find_personal_data({key: value}) == [(f"$.{key}", category)]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "email_count",
+        "emailCount",
+        "pinned",
+        "spin",
+        "passenger",
+        "passes",
+        "boarding_pass",
+        "telephone_verified",
+        "phone_verified",
+        "tokens_used",
+        "author",
+        "authority",
+        "expires_in",
+        "valid_until",
+        "session",
+        "card_type",
+        "cards_count",
+    ],
+)
+def test_key_names_that_only_look_personal_are_not(key: str) -> None:
+    r = Redactor()
+    assert r.category_of_key(key) is None
+    assert r.redact({key: "5", "n": 1}) == {key: "5", "n": 1}

@@ -86,17 +86,35 @@ class RedactionContext:
     purpose: str = ""
 
 
-_SEPARATORS: Final = re.compile(r"[\s_\-.]+")
+# Everything but letters and digits: separators, and marks such as "#" ("phone#").
+_SEPARATORS: Final = re.compile(r"[\W_]+")
 
 
 def normalize_key(key: str) -> str:
-    """``Card-Number`` / ``card_number`` / ``cardNumber`` all become ``cardnumber``."""
+    """``Card-Number`` / ``card_number`` / ``cardNumber`` / ``Phone #`` become
+    ``cardnumber`` and ``phone``: lower case, letters and digits only."""
     return _SEPARATORS.sub("", key).lower()
 
 
 # Exact key names (normalised). In the spirit of sentry-python's denylist, but wider.
 DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
-    **dict.fromkeys(["email", "emailaddress", "mail", "email1", "email2", "workemail"], C.EMAIL),
+    **dict.fromkeys(
+        [
+            "email",
+            "emailaddress",
+            "mail",
+            "email1",
+            "email2",
+            "workemail",
+            "emailaddr",
+            "emailid",
+            "mailaddress",
+            "mailaddr",
+            "emails",
+            "emailaddresses",
+        ],
+        C.EMAIL,
+    ),
     **dict.fromkeys(
         [
             "phone",
@@ -109,11 +127,27 @@ DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
             "cellphone",
             "msisdn",
             "whatsapp",
+            "phoneno",
+            "phonenum",
+            "phonenr",
+            "phones",
+            "phonenumbers",
+            "telefon",
+            "telefonnummer",
+            "telno",
+            "telnr",
+            "telnumber",
+            "mobileno",
+            "mobilenumber",
+            "mobilenum",
+            "cellnumber",
+            "cellno",
+            "contactnumber",
+            "landline",
         ],
         C.PHONE,
     ),
-    "fax": C.FAX,
-    "faxnumber": C.FAX,
+    **dict.fromkeys(["fax", "faxnumber", "faxno"], C.FAX),
     **dict.fromkeys(
         [
             "cardnumber",
@@ -126,11 +160,39 @@ DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
             "ccnum",
             "card",
             "primaryaccountnumber",
+            "cardnum",
+            "pannumber",
+            "cardpan",
+            "ccno",
+            "creditcardno",
+            "creditcardnum",
         ],
         C.CARD,
     ),
+    # Card verification values and the card's PIN (sensitive authentication data).
     **dict.fromkeys(
-        ["cvv", "cvv2", "cvc", "cvc2", "cid", "securitycode", "cardsecuritycode", "csc"],
+        [
+            "cvv",
+            "cvv2",
+            "cvc",
+            "cvc2",
+            "cid",
+            "securitycode",
+            "cardsecuritycode",
+            "csc",
+            "cvvcode",
+            "cvccode",
+            "cvn",
+            "cvn2",
+            "cvd",
+            "cav2",
+            "cardcode",
+            "cardverificationvalue",
+            "cardverificationcode",
+            "cardverificationnumber",
+            "cardpin",
+            "pinblock",
+        ],
         C.CARD_SECURITY_CODE,
     ),
     **dict.fromkeys(
@@ -145,6 +207,17 @@ DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
             "cardexpiration",
             "expmonth",
             "expyear",
+            "validthru",
+            "validthrough",
+            "expirymonth",
+            "expiryyear",
+            "expirationmonth",
+            "expirationyear",
+            "cardexp",
+            "ccexp",
+            "ccexpiry",
+            "cardexpirydate",
+            "cardexpirationdate",
         ],
         C.CARD_EXPIRY,
     ),
@@ -197,6 +270,34 @@ DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
             "authorization",
             "sessionid",
             "cookie",
+            # After sentry-python's DEFAULT_DENYLIST, and PINs that are no card's.
+            "pass",
+            "passwordhash",
+            "pwhash",
+            "passhash",
+            "passphrase",
+            "passcode",
+            "pin",
+            "pincode",
+            "pinnumber",
+            "otp",
+            "privatekey",
+            "clientsecret",
+            "secretkey",
+            "apisecret",
+            "xapikey",
+            "token",
+            "authtoken",
+            "idtoken",
+            "auth",
+            "credentials",
+            "setcookie",
+            "csrf",
+            "csrftoken",
+            "xcsrftoken",
+            "xsrftoken",
+            "jsessionid",
+            "phpsessid",
         ],
         C.CREDENTIALS,
     ),
