@@ -15,6 +15,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -321,3 +322,107 @@ def test_gzip_members_split_anywhere_and_streamed_in_any_chunks(
     expected = Privguard().redactor.redact_text(text.decode())
     assert response.text == expected
     assert "j***@example.com" in response.text and "**** **** **** 1111" in response.text
+
+
+# -- 3. forms ------------------------------------------------------------------------------
+FORM = "application/x-www-form-urlencoded"
+
+
+async def test_a_form_body_is_parsed_and_redacted() -> None:
+    body = b"email=jane%40example.com&card=4111+1111+1111+1111&phone=%2B1+415+555+0132"
+    response = await get(app_for(endpoint_for(body, FORM)))
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(response.content)
+    pairs = parse_qsl(response.text, keep_blank_values=True, strict_parsing=True)
+    assert [k for k, _ in pairs] == ["email", "card", "phone"]
+    values = dict(pairs)
+    assert values["email"] == "j***@example.com"
+    assert values["card"] == "**** **** **** 1111"
+    assert values["phone"].endswith("32") and "415" not in values["phone"]
+    assert_no_personal_data(json.dumps(values))
+
+
+async def test_form_pairs_keep_their_order_and_repeats() -> None:
+    body = (
+        b"note=call+me+on+%2B1+415+555+0132&email=jane%40example.com&empty="
+        b"&email=bob%40example.org&note=paid+with+4111111111111111&x=%E2%82%AC"
+    )
+    response = await get(app_for(endpoint_for(body, FORM + "; charset=utf-8")))
+    pairs = parse_qsl(response.text, keep_blank_values=True, strict_parsing=True)
+    assert [k for k, _ in pairs] == ["note", "email", "empty", "email", "note", "x"]
+    assert pairs[1][1] == "j***@example.com" and pairs[3][1] == "b***@example.org"
+    assert pairs[2][1] == "" and pairs[5][1] == "\u20ac"
+    assert "4111111111111111" not in pairs[4][1] and pairs[4][1].startswith("paid with ")
+    assert "415 555" not in pairs[0][1]
+
+
+async def test_form_keys_are_redacted_as_json_keys_are() -> None:
+    body = b"jane%40example.com=on&password=hunter2&notes=ok"
+    response = await get(app_for(endpoint_for(body, FORM)))
+    pairs = parse_qsl(response.text, keep_blank_values=True, strict_parsing=True)
+    assert [v for _, v in pairs] == ["on", "", "ok"]  # a removed value keeps its key
+    assert pairs[0][0] == "j***@example.com"
+    assert "hunter2" not in response.text
+
+
+async def test_a_form_for_a_payment_processor_keeps_the_card() -> None:
+    async def endpoint(request: Request) -> Response:
+        return Response(b"card=4111+1111+1111+1111&email=jane%40example.com", media_type=FORM)
+
+    declared = privacy(
+        Purposes.PAYMENT, categories=[Categories.CARD], recipient="payment_processor"
+    )
+    app = Starlette(
+        routes=[Route("/r", declared(endpoint))],
+        middleware=[
+            Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
+        ],
+    )
+    pairs = dict(parse_qsl((await get(app)).text))
+    assert pairs["card"] == PAN
+    assert pairs["email"] == "j***@example.com"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"email=jane%40example.com&broken", b"a=1&&b=2", b"email=jane%FF%40example.com", b"\xff=1"],
+    ids=["field-without-equals", "empty-field", "bad-percent-utf8", "bad-raw-byte"],
+)
+async def test_a_form_that_cannot_be_parsed_is_refused(body: bytes) -> None:
+    assert_problem(await get(app_for(endpoint_for(body, FORM))), 502, "unredactable-response")
+
+
+def percent_encode(text: str, data: st.DataObject) -> str:
+    out = []
+    for ch in text:
+        how = data.draw(st.sampled_from(["plain", "percent"]))
+        if ch == " ":
+            out.append(data.draw(st.sampled_from(["+", "%20"])))
+        elif how == "percent" or not (ch.isalnum() or ch in "-._*"):
+            out.append("".join(f"%{b:02X}" for b in ch.encode()))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    keys=st.lists(st.sampled_from(["q", "notes", "email", "card", "x_1", "msg"]), min_size=1),
+    digits=st.text(st.sampled_from("0123456789"), min_size=14, max_size=14),
+)
+def test_forms_never_release_the_card_or_address(
+    data: st.DataObject, keys: list[str], digits: str
+) -> None:
+    pan = luhn_complete("4" + digits)
+    secrets = [f"mail {EMAIL} now", f"card {pan}", EMAIL, pan]
+    fields = []
+    for key in keys:
+        value = data.draw(st.sampled_from([*secrets, "hello", ""]))
+        fields.append(percent_encode(key, data) + "=" + percent_encode(value, data))
+    response = run(get(app_for(endpoint_for("&".join(fields).encode(), FORM))))
+    assert response.status_code == 200
+    pairs = parse_qsl(response.text, keep_blank_values=True, strict_parsing=True)
+    assert [k for k, _ in pairs] == keys
+    for _, value in pairs:
+        assert pan not in value and EMAIL not in value

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode
 
 import anyio.to_thread
 from starlette.routing import Host, Match, compile_path
@@ -53,7 +54,7 @@ logger = logging.getLogger("privguard.middleware")
 
 SubjectResolver = Callable[[ASGIScope], "Subject | Awaitable[Subject | None] | None"]
 
-#: The largest JSON body held in memory to redact it (decompressed size).
+#: The largest buffered body (JSON, form) held in memory to redact it (decompressed size).
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
 #: Media types whose bodies pass through unread. ``type/*`` matches a whole type.
 DEFAULT_SAFE_MEDIA_TYPES: Final = (
@@ -233,6 +234,8 @@ def _find_routes(app: Any) -> Sequence[Any] | None:
 # -- body plans -------------------------------------------------------------------------------
 _PASS, _JSON, _LINES, _SSE, _TEXT, _REFUSE = range(6)
 _DROP: Final = 6  # answered or cut already: drop what the app still sends
+# Buffered like JSON, above _DROP so that on_send tells them apart with one comparison.
+_FORM: Final = 7
 
 _JSON_LINES: Final = frozenset(
     {
@@ -247,7 +250,6 @@ _TEXTUAL_APPLICATION: Final = frozenset(
         "application/xml",
         "application/javascript",
         "application/ecmascript",
-        "application/x-www-form-urlencoded",
         "application/graphql",
         "application/yaml",
         "application/x-yaml",
@@ -292,11 +294,12 @@ def _plan_for(content_type: bytes | None, safe: frozenset[str]) -> _Plan:
         return _Plan(_LINES, charset, utf8=utf8)
     if media == "application/json" or media.endswith("+json"):
         return _Plan(_JSON, charset, utf8=utf8)
+    if media == "application/x-www-form-urlencoded":
+        return _Plan(_FORM, charset, utf8=utf8)
     if (
-        media.startswith("text/")
+        media.startswith(("text/", "multipart/"))
         or media in _TEXTUAL_APPLICATION
         or media.endswith("+xml")
-        or media.startswith("multipart/")
     ):
         return _Plan(_TEXT, charset, utf8=utf8)
     return _Plan(
@@ -880,6 +883,8 @@ class _Responder:
             elif mode == _DROP:
                 if self.failure is not None:
                     raise self.failure
+            elif mode > _DROP:  # forms: buffered as JSON is
+                await self._json_body(message)
             else:
                 await self._stream_body(message)
         elif kind == "http.response.start":
@@ -967,7 +972,7 @@ class _Responder:
         self.chunks = []
         await Problem.too_large(self.mw.max_body_size).send(self.send, self.mw.problem_base)
 
-    # -- JSON: buffered, redacted once ----------------------------------------------------------
+    # -- JSON and forms: buffered, redacted once -------------------------------------------------
     async def _json_body(self, message: Message) -> None:
         body: bytes = message.get("body", b"")
         if body:
@@ -998,10 +1003,10 @@ class _Responder:
             await self._refuse(exc.reason)
             return
         except Exception as exc:  # a redaction bug must not release the body
-            logger.error("privguard: JSON redaction failed: %s", type(exc).__name__)
+            logger.error("privguard: body redaction failed: %s", type(exc).__name__)
             await self._refuse("redaction failed")
             return
-        await self._send_start(len(out), json_utf8=not self.plan.utf8)
+        await self._send_start(len(out), json_utf8=self.mode == _JSON and not self.plan.utf8)
         await self.send({"type": "http.response.body", "body": out, "more_body": False})
 
     def _inflate_and_redact(self, data: bytes) -> bytes:
@@ -1014,7 +1019,10 @@ class _Responder:
         """A whole body, redacted for its media type (an empty one stays empty)."""
         if not data:
             return data
-        return self._redact_json(data)
+        mode = self.mode
+        if mode == _JSON:
+            return self._redact_json(data)
+        return self._redact_form(data)
 
     def _redact_json(self, data: bytes) -> bytes:
         mw = self.mw
@@ -1030,6 +1038,38 @@ class _Responder:
             raise
         except RedactionError as exc:
             raise UnparseableBody(str(exc).rstrip(".")) from None
+
+    def _decode(self, data: bytes) -> str:
+        try:
+            return data.decode(self.plan.charset)
+        except UnicodeDecodeError:
+            raise UnparseableBody(f"the body is not valid {self.plan.charset}") from None
+
+    def _redact_form(self, data: bytes) -> bytes:
+        """``application/x-www-form-urlencoded``: each pair redacted as ``{key: value}``
+        (key names and the detectors apply, to keys too), in order, repeats kept;
+        re-encoded."""
+        charset = self.plan.charset
+        try:
+            pairs = parse_qsl(
+                self._decode(data),
+                keep_blank_values=True,
+                strict_parsing=True,
+                encoding=charset,
+                errors="strict",
+            )
+        except UnicodeDecodeError:
+            raise UnparseableBody(f"the form is not valid {charset}") from None
+        except ValueError:
+            raise UnparseableBody("the form cannot be parsed") from None
+        redact = self.mw.redactor.redact
+        audience = self.audience
+        out: list[tuple[str, str]] = []
+        for key, value in pairs:
+            # One item back; its key redacted too, as JSON keys are.
+            ((new_key, kept),) = redact({key: value}, audience=audience).items()
+            out.append((new_key, "" if kept is None else kept))  # removed: the key stays
+        return urlencode(out, safe="*", encoding=charset, errors="strict").encode("ascii")
 
     # -- text, NDJSON, SSE: streamed ------------------------------------------------------------
     def _make_stream(self) -> ByteStreamRedactor:
