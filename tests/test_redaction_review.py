@@ -493,3 +493,44 @@ def test_key_names_that_only_look_personal_are_not(key: str) -> None:
     r = Redactor()
     assert r.category_of_key(key) is None
     assert r.redact({key: "5", "n": 1}) == {key: "5", "n": 1}
+
+
+# -- 4. what comes back: types -------------------------------------------------------------
+def test_dict_subclasses_come_back_as_themselves(guard: Privguard) -> None:
+    import collections
+
+    @redacts()
+    def ordered() -> collections.OrderedDict[str, object]:
+        return collections.OrderedDict([("z", 1), ("email", EMAIL), (EMAIL, "x")])
+
+    out = ordered()
+    assert type(out) is collections.OrderedDict
+    assert list(out.items()) == [("z", 1), ("email", "j***@example.com"), ("j***@example.com", "x")]
+
+    r = Redactor()
+    groups: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
+    groups["notes"].append(f"mail {EMAIL}")
+    for _ in range(4):
+        got = r.redact({"groups": groups, "counts": collections.Counter({EMAIL: 2})})
+        assert type(got["groups"]) is collections.defaultdict
+        assert got["groups"].default_factory is list
+        assert got["groups"] == {"notes": ["mail j***@example.com"]}
+        assert type(got["counts"]) is collections.Counter
+        assert got["counts"] == {"j***@example.com": 2}
+    assert groups["notes"] == [f"mail {EMAIL}"]  # the input is untouched
+
+
+def test_dict_subclasses_that_cannot_be_rebuilt_come_back_as_dicts() -> None:
+    class NeedsTwo(dict[str, object]):
+        def __init__(self, data: dict[str, object], source: str) -> None:
+            super().__init__(data)
+            self.source = source
+
+    class AddsDefaults(dict[str, object]):
+        def __init__(self, data: dict[str, object]) -> None:
+            super().__init__({**data, "contact": EMAIL})
+
+    r = Redactor()
+    out = r.redact({"a": NeedsTwo({"email": EMAIL}, "crm"), "b": AddsDefaults({"n": 1})})
+    assert type(out["a"]) is dict and out["a"] == {"email": "j***@example.com"}
+    assert type(out["b"]) is dict and out["b"] == {"n": 1, "contact": "j***@example.com"}

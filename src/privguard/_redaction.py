@@ -1061,7 +1061,8 @@ class Redactor:
         if hasattr(type(value), "model_fields") and hasattr(value, "model_copy"):
             return self._walk_pydantic(value, state, category, audience, ctx, depth)
         if isinstance(value, Mapping):
-            return self._walk_dict(dict(value), state, category, audience, ctx, depth)
+            items = self._walk_dict(dict(value), state, category, audience, ctx, depth)
+            return _same_kind(value, items) if isinstance(value, dict) else items
         if isinstance(value, str):
             return self._walk(str(value), state, category, audience, ctx, depth, field)
         if isinstance(value, (list, tuple, set, frozenset)):
@@ -1361,6 +1362,26 @@ class Redactor:
         if max_depth is not None and _depth_exceeds(data, max_depth):
             raise UnparseableBody("JSON nested too deeply")
         return dump_json(self.redact(data, audience=audience, context=context))
+
+
+def _same_kind(original: dict[Any, Any], items: dict[Any, Any]) -> dict[Any, Any]:
+    """``items`` as ``type(original)`` (an OrderedDict, a defaultdict with the same
+    default factory, a Counter, a subclass of yours) when that type rebuilds from a dict
+    and then holds exactly ``items``, in order; otherwise ``items``, a plain dict."""
+    kind: Any = type(original)
+    try:
+        if isinstance(original, collections.defaultdict):
+            rebuilt = kind(original.default_factory, items)
+        else:
+            rebuilt = kind(items)
+    except Exception:  # a constructor that takes something else: a plain dict
+        return items
+    if type(rebuilt) is not kind or dict.__len__(rebuilt) != len(items):
+        return items
+    for (k1, v1), (k2, v2) in zip(dict.items(rebuilt), items.items(), strict=True):
+        if k1 is not k2 or v1 is not v2:
+            return items
+    return rebuilt  # type: ignore[no-any-return]
 
 
 def _annotated_category(hint: object) -> str | None:
