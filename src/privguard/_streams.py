@@ -12,6 +12,7 @@ cannot (it fails closed).
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -23,6 +24,7 @@ from ._taxonomy import Categories
 __all__ = [
     "ByteStreamRedactor",
     "LineStreamRedactor",
+    "SseStreamRedactor",
     "TextRedactor",
     "TextStreamRedactor",
 ]
@@ -316,6 +318,248 @@ class LineStreamRedactor:
         if line.endswith("\r"):
             return self._redact_line(line[:-1]) + "\r"
         return self._redact_line(line)
+
+
+# Where an event-stream line ends (WHATWG HTML, "Server-sent events": CRLF, CR or LF).
+_SSE_LINE_END: Final = re.compile(r"\r\n|\r|\n")
+# Fields whose value is redacted on its own; any other line is redacted whole.
+_SSE_VALUE_FIELDS: Final = frozenset({"event", "id", "retry"})
+_JSON_SPACE: Final = " \t\n\r"
+
+
+class SseStreamRedactor:
+    """Redacts a ``text/event-stream`` (Server-Sent Events) body event by event.
+
+    The stream is read as the WHATWG HTML standard says a client reads it: lines end at
+    ``\\r\\n``, ``\\r`` or ``\\n`` (also when a ``\\r\\n`` is split between chunks), a
+    byte order mark at the very start is passed through, and an event is the lines up
+    to a blank line. The values of an event's ``data`` lines are joined with ``\\n`` as a
+    client joins them, and the joined data is redacted as one value: with
+    ``redact_json`` when it is a JSON object or array (a document spread over several
+    ``data`` lines included), else with ``redact_text``. Data that is not one JSON
+    document is redacted line by line instead (each line as JSON when it is a JSON
+    object or array), so one event with several one-line documents keeps them apart.
+    The result goes out as ``data`` lines in the event's place, its other fields
+    (``event``, ``id``, ``retry``, ``:`` comments) in their places with their values
+    through ``redact_text``, and every line keeps the line ending the stream used.
+
+    Data lines are held until their event's blank line: a client does not dispatch an
+    event earlier either. Lines before the event's first ``data`` line (a keep-alive
+    comment, ``event:``, ``id:``) go out at once. An event holding more than
+    ``max_event`` characters raises :class:`~privguard.UnparseableBody` and is not released. An
+    event left open at the end of the stream is redacted and released (a client
+    discards it). Errors from ``redact_json`` on data that is JSON propagate: data
+    that cannot be redacted is not released.
+    """
+
+    def __init__(
+        self,
+        redact_json: Callable[[str], str],
+        redact_text: Callable[[str], str],
+        *,
+        max_event: int = 1 << 20,
+    ) -> None:
+        if max_event < 1:
+            raise PolicyError("max_event must be positive")
+        self._redact_json = redact_json
+        self._redact_text = redact_text
+        self._max_event = max_event
+        self._line: list[str] = []  # the line not ended yet, in pieces
+        self._line_size = 0
+        self._event: list[list[str]] = []  # held lines of the open event: [line, ending]
+        self._event_size = 0
+        self._at_start = True  # nothing read yet: a byte order mark may come
+        # The last line ended in a "\r" at the end of a chunk: a "\n" starting the next
+        # one belongs to that ending. It goes out at once if the line went out, or
+        # joins the ending of the held line (_cr_line).
+        self._after_cr = False
+        self._cr_line: list[str] | None = None
+        self._finished = False
+
+    def __repr__(self) -> str:
+        return f"SseStreamRedactor(max_event={self._max_event}, held={self.held})"
+
+    @property
+    def held(self) -> int:
+        """How many characters are held back right now."""
+        return self._event_size + self._line_size
+
+    def feed(self, chunk: str) -> str:
+        if self._finished:
+            raise RedactionError("the stream was already finished")
+        if not chunk:
+            return ""
+        out: list[str] = []
+        if self._at_start:
+            self._at_start = False
+            if chunk[0] == "\ufeff":
+                out.append(chunk[0])
+                chunk = chunk[1:]
+        if self._after_cr and chunk:
+            self._after_cr = False
+            if chunk[0] == "\n":
+                chunk = chunk[1:]
+                if self._cr_line is None:
+                    out.append("\n")
+                else:
+                    self._cr_line[1] = "\r\n"
+                    self._event_size += 1
+            self._cr_line = None
+        pos = 0
+        for end in _SSE_LINE_END.finditer(chunk):
+            line = chunk[pos : end.start()]
+            if self._line:
+                line = "".join(self._line) + line
+                self._line.clear()
+                self._line_size = 0
+            pos = end.end()
+            self._take(line, end.group(), out)
+            if pos == len(chunk) and end.group() == "\r":
+                self._after_cr = True
+        if pos < len(chunk):
+            self._line.append(chunk[pos:])
+            self._line_size += len(chunk) - pos
+            self._check(self.held)
+        return "".join(out)
+
+    def finish(self) -> str:
+        if self._finished:
+            return ""
+        self._finished = True
+        out: list[str] = []
+        if self._line:
+            line = "".join(self._line)
+            self._line.clear()
+            self._line_size = 0
+            self._take(line, "", out)
+        if self._event:
+            out.append(self._release())
+        return "".join(out)
+
+    def _check(self, size: int) -> None:
+        if size > self._max_event:
+            raise UnparseableBody(f"an event is longer than {self._max_event} characters")
+
+    def _take(self, line: str, ending: str, out: list[str]) -> None:
+        """One complete line: hold it in the open event, or release what it ends."""
+        self._cr_line = None
+        if not line:  # a blank line: the event is complete
+            if self._event:
+                out.append(self._release())
+            out.append(ending)
+            return
+        self._check(self._event_size + len(line) + len(ending))
+        if not self._event and not _is_data(line):
+            out.append(self._other(line) + ending)
+            return
+        entry = [line, ending]
+        self._event.append(entry)
+        self._event_size += len(line) + len(ending)
+        self._cr_line = entry
+
+    def _release(self) -> str:
+        event = self._event
+        self._event = []
+        self._event_size = 0
+        slots = [i for i, (line, _) in enumerate(event) if _is_data(line)]
+        values = [_data_value(event[i][0]) for i in slots]
+        lines = self._redact_data(values) if slots else []
+        parts: list[str] = []
+        if lines == values:  # nothing to redact: the data lines go out as they came
+            for line, ending in event:
+                parts.append(line if _is_data(line) else self._other(line))
+                parts.append(ending)
+        elif len(lines) == len(slots):  # one redacted line in each data line's place
+            redacted = iter(lines)
+            for line, ending in event:
+                parts.append(
+                    _data_line(line, next(redacted)) if _is_data(line) else self._other(line)
+                )
+                parts.append(ending)
+        else:  # all the data in the first data line's place
+            # A dropped data line's ending goes to the line kept before it, so every kept
+            # line is preceded by the ending it had (a "\r" never meets a blank "\n").
+            first = slots[0]
+            between = event[first][1] or next((e for _, e in event if e), "\n")
+            for i, (line, ending) in enumerate(event):
+                if i == first:
+                    parts.append(between.join(_data_line(line, v) for v in lines))
+                elif _is_data(line):
+                    parts[-1] = ending
+                    continue
+                else:
+                    parts.append(self._other(line))
+                parts.append(ending)
+        return "".join(parts)
+
+    def _redact_data(self, values: list[str]) -> list[str]:
+        """The event's data, redacted, as the lines to send (each without an ending)."""
+        data = "\n".join(values)
+        redacted = self._json_or_none(data)
+        if redacted is None:
+            if len(values) > 1 and any(_json_like(v) for v in values):
+                return [self._redact_value(v) for v in values]
+            redacted = self._redact_text(data)
+        return _SSE_LINE_END.split(redacted)
+
+    def _redact_value(self, value: str) -> str:
+        redacted = self._json_or_none(value)
+        if redacted is None:
+            redacted = self._redact_text(value)
+        # A line ending in the redacted value would split the line: it goes as a space.
+        return _SSE_LINE_END.sub(" ", redacted)
+
+    def _json_or_none(self, data: str) -> str | None:
+        """``data`` redacted as JSON, or ``None`` when it is not a JSON object or array.
+        JSON that the redactor refuses (too deep, say) is an error, never text."""
+        if not _json_like(data):
+            return None
+        try:
+            return self._redact_json(data)
+        except UnparseableBody:
+            if _is_json(data):
+                raise
+            return None
+
+    def _other(self, line: str) -> str:
+        """A line other than a data line: a comment, a field, or a line no client reads."""
+        name, colon, value = line.partition(":")
+        if colon and (not name or name in _SSE_VALUE_FIELDS):
+            return name + ":" + self._redact_text(value)
+        return self._redact_text(line)
+
+
+def _is_data(line: str) -> bool:
+    return line.startswith("data:") or line == "data"
+
+
+def _data_value(line: str) -> str:
+    """The value of a data line: after ``data:`` and one optional space."""
+    value = line[5:]
+    return value[1:] if value[:1] == " " else value
+
+
+def _data_line(line: str, value: str) -> str:
+    """``value`` as a data line in place of ``line``, spaced as it was; a value that
+    starts with a space gets one before it, which a client drops."""
+    if _data_value(line) == value:
+        return line  # unchanged: as it came
+    space = " " if line.startswith("data: ") or value[:1] == " " else ""
+    return "data:" + space + value
+
+
+def _json_like(text: str) -> bool:
+    return text.lstrip(_JSON_SPACE)[:1] in ("{", "[")
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except RecursionError:
+        return True  # JSON, nested beyond what can be read
+    except ValueError:
+        return False
+    return True
 
 
 # What may continue a domain: runs of the characters detection's _DOMAIN_TAIL holds an
