@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import html
 import itertools
 import json
 import logging
@@ -426,3 +427,181 @@ def test_forms_never_release_the_card_or_address(
     assert [k for k, _ in pairs] == keys
     for _, value in pairs:
         assert pan not in value and EMAIL not in value
+
+
+# -- 4. HTML and JavaScript ----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("written", "redacted"),
+    [
+        ("<p>jane&#64;example.com</p>", "<p>j***@example.com</p>"),
+        ("<p>jane&#x40;example.com</p>", "<p>j***@example.com</p>"),
+        ("<p>jane&commat;example.com</p>", "<p>j***@example.com</p>"),
+        ("<p>&#106;ane&#64;example&period;com</p>", "<p>j***@example.com</p>"),
+        ("<td>4111&nbsp;1111&nbsp;1111&nbsp;1111</td>", "<td>**** **** **** 1111</td>"),
+        ("<td>&#52;111 1111 1111 1111</td>", "<td>**** **** **** 1111</td>"),
+        ('<a href="mailto:jane%40example.com">x</a>', '<a href="mailto:j***@example.com">x</a>'),
+        (
+            '<script>var u = "jane\\u0040example.com";</script>',
+            '<script>var u = "j***@example.com";</script>',
+        ),
+        (
+            "<script>var u = 'jane\\x40example.com';</script>",
+            "<script>var u = 'j***@example.com';</script>",
+        ),
+        (
+            '<script type="application/json">{"contact":"jane\\u0040example\\u002ecom"}</script>',
+            '<script type="application/json">{"contact":"j***@example.com"}</script>',
+        ),
+        (
+            "<script>x = 'jane\\u{40}example.com'</script>",
+            "<script>x = 'j***@example.com'</script>",
+        ),
+        ("<p>4111&#8203;1111&#8203;1111&#8203;1111</p>", "<p>************1111</p>"),
+        ("<p>jane&shy;@example.com</p>", "<p>j***@example.com</p>"),
+        ('<a href="/pay?card=4111+1111+1111+1111">', '<a href="/pay?card=**** **** **** 1111">'),
+        ("<script>s = 'jane\\@example.com'</script>", "<script>s = 'j***@example.com'</script>"),
+        # The text as written is scanned too: never less than plain text redaction.
+        ("<p>&#4111 1111 1111 1111</p>", "<p>&#**** **** **** 1111</p>"),
+        ("<p>a &amp; b: jane@example.com</p>", "<p>a &amp; b: j***@example.com</p>"),
+        ("<p>nothing here &amp; &lt;there&gt;</p>", "<p>nothing here &amp; &lt;there&gt;</p>"),
+    ],
+)
+async def test_escaped_personal_data_in_html_is_redacted(written: str, redacted: str) -> None:
+    response = await get(app_for(endpoint_for(written.encode(), "text/html; charset=utf-8")))
+    assert response.status_code == 200
+    assert response.text == redacted
+    assert int(response.headers["content-length"]) == len(response.content)
+
+
+@pytest.mark.parametrize(
+    "media_type",
+    ["application/javascript", "text/javascript", "application/xhtml+xml", "text/xml"],
+)
+async def test_escaped_personal_data_in_scripts_and_xml_is_redacted(media_type: str) -> None:
+    body = 'var a = "jane\\u0040example.com", b = "4111\\x201111\\x201111\\x201111";'
+    if "xml" in media_type:
+        body = "<a>jane&#64;example.com 4111&#32;1111&#32;1111&#32;1111</a>"
+    response = await get(app_for(endpoint_for(body.encode(), media_type)))
+    assert response.status_code == 200
+    assert "j***@example.com" in response.text and "**** **** **** 1111" in response.text
+    assert EMAIL not in html.unescape(response.text.replace("\\u0040", "@"))
+
+
+async def test_script_replacements_stay_in_the_charset_as_string_escapes() -> None:
+    body = b"var s = 'jane\\u0040b\\u00fccher.de';"
+    response = await get(app_for(endpoint_for(body, "text/javascript; charset=ascii")))
+    assert response.content == b"var s = 'j***@b\\u00fccher.de';"
+
+
+async def test_html_in_another_charset_is_decoded_and_re_encoded() -> None:
+    body = "<p>Jos\u00e9: jane&#64;example.com</p>".encode("latin-1")
+    response = await get(app_for(endpoint_for(body, "text/html; charset=latin-1")))
+    assert response.content.decode("latin-1") == "<p>Jos\u00e9: j***@example.com</p>"
+
+
+async def test_html_that_is_not_its_charset_is_refused() -> None:
+    body = b"<p>caf\xe9 jane&#64;example.com</p>"
+    response = await get(app_for(endpoint_for(body, "text/html; charset=utf-8")))
+    assert_problem(response, 502, "unredactable-response")
+
+
+async def test_html_is_buffered_up_to_the_body_limit() -> None:
+    parts = [b"<p>" + b"x" * 1000 + b"</p>"] * 20 + [b"<p>jane&#64;example.com</p>"]
+    response = await get(app_for(endpoint_for(parts, "text/html"), max_body_size=10_000))
+    assert_problem(response, 502, "response-too-large")
+    small = await get(app_for(endpoint_for(parts[-3:], "text/html")))
+    assert small.text.endswith("<p>j***@example.com</p>")
+    assert int(small.headers["content-length"]) == len(small.content)
+
+
+def reference_for(ch: str, how: str) -> str:
+    if how == "decimal":
+        return f"&#{ord(ch)};"
+    if how == "hex":
+        return f"&#x{ord(ch):x};"
+    if how == "named":
+        names = {"@": "&commat;", ".": "&period;", " ": "&nbsp;", "-": "&hyphen;"}
+        return names.get(ch, f"&#{ord(ch):04d};")
+    return html.escape(ch)
+
+
+FILLER = st.text(st.sampled_from("abc <>/=\"'&;#.-\n"), max_size=30)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    before=FILLER,
+    after=FILLER,
+    digits=st.text(st.sampled_from("0123456789"), min_size=14, max_size=14),
+    layout=st.sampled_from(["{}{}{}{} ", "{} {} {} {}", "{}-{}-{}-{}"]),
+    secret=st.sampled_from(["card", "email"]),
+)
+def test_html_with_references_never_releases_the_card_or_address(
+    data: st.DataObject, before: str, after: str, digits: str, layout: str, secret: str
+) -> None:
+    pan = luhn_complete("4" + digits)
+    value = layout.format(pan[:4], pan[4:8], pan[8:12], pan[12:]).strip()
+    if secret == "email":
+        value = EMAIL
+    written = "".join(
+        reference_for(ch, data.draw(st.sampled_from(["plain", "decimal", "hex", "named"])))
+        for ch in value
+    )
+    body = f"{before}<p> {written} </p>{after}"
+    response = run(get(app_for(endpoint_for(body.encode(), "text/html"))))
+    assert response.status_code == 200
+    shown = html.unescape(response.text)
+    if secret == "email":
+        assert EMAIL not in shown
+    else:
+        assert pan not in re.sub(r"[\s\-\u00a0]", "", shown)
+
+
+def js_escape_for(ch: str, how: str) -> str:
+    if how == "u4":
+        return f"\\u{ord(ch):04x}"
+    if how == "x2" and ord(ch) < 256:
+        return f"\\x{ord(ch):02x}"
+    if how == "braced":
+        return f"\\u{{{ord(ch):x}}}"
+    if how == "html":
+        return f"&#{ord(ch)};"
+    return ch
+
+
+def js_unescape(text: str) -> str:
+    return re.sub(
+        r"\\u\{([0-9a-fA-F]+)\}|\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})",
+        lambda m: chr(int(next(g for g in m.groups() if g), 16)),
+        text,
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    code=st.text(st.sampled_from("ab =+;'\"(){}\\\n"), max_size=20),
+    digits=st.text(st.sampled_from("0123456789"), min_size=14, max_size=14),
+    secret=st.sampled_from(["card", "email"]),
+    media_type=st.sampled_from(["text/html", "application/javascript"]),
+)
+def test_scripts_with_string_escapes_never_release_the_card_or_address(
+    data: st.DataObject, code: str, digits: str, secret: str, media_type: str
+) -> None:
+    pan = luhn_complete("4" + digits)
+    value = EMAIL if secret == "email" else f"{pan[:4]} {pan[4:8]} {pan[8:12]} {pan[12:]}"
+    written = "".join(
+        js_escape_for(ch, data.draw(st.sampled_from(["plain", "u4", "x2", "braced", "html"])))
+        for ch in value
+    )
+    body = f'{code}\nvar v = "{written}";\n{code}'
+    if media_type == "text/html":
+        body = f"<script>{body}</script>"
+    response = run(get(app_for(endpoint_for(body.encode(), media_type))))
+    assert response.status_code == 200
+    shown = js_unescape(html.unescape(response.text))
+    if secret == "email":
+        assert EMAIL not in shown
+    else:
+        assert pan not in re.sub(r"[\s\-]", "", shown)

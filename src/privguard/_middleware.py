@@ -34,6 +34,7 @@ from ._decisions import Decision
 from ._decorators import ROUTE_ATTRIBUTE, RouteSpec
 from ._errors import PolicyError, PrivguardError, RedactionError, UnparseableBody
 from ._guard import Privguard
+from ._markup import html_escaper, redact_markup, script_escaper
 from ._problems import DEFAULT_PROBLEM_BASE, Problem, check_base
 from ._streams import ByteStreamRedactor, LineStreamRedactor, TextRedactor, TextStreamRedactor
 from ._subject import EMPTY_SCOPE, Scope, Subject
@@ -54,7 +55,7 @@ logger = logging.getLogger("privguard.middleware")
 
 SubjectResolver = Callable[[ASGIScope], "Subject | Awaitable[Subject | None] | None"]
 
-#: The largest buffered body (JSON, form) held in memory to redact it (decompressed size).
+#: The largest buffered body (JSON, form, HTML, XML, script) held to redact it (decompressed).
 DEFAULT_MAX_BODY_SIZE: Final = 10 * 1024 * 1024
 #: Media types whose bodies pass through unread. ``type/*`` matches a whole type.
 DEFAULT_SAFE_MEDIA_TYPES: Final = (
@@ -235,7 +236,8 @@ def _find_routes(app: Any) -> Sequence[Any] | None:
 _PASS, _JSON, _LINES, _SSE, _TEXT, _REFUSE = range(6)
 _DROP: Final = 6  # answered or cut already: drop what the app still sends
 # Buffered like JSON, above _DROP so that on_send tells them apart with one comparison.
-_FORM: Final = 7
+_FORM, _HTML, _SCRIPT = 7, 8, 9
+_FREE_TEXT_ONLY: Final = frozenset({_TEXT, _HTML, _SCRIPT})  # nothing to do without detectors
 
 _JSON_LINES: Final = frozenset(
     {
@@ -245,11 +247,23 @@ _JSON_LINES: Final = frozenset(
         "application/jsonlines",
     }
 )
+# Read with character references decoded (see _markup): HTML, XML (and "+xml").
+_MARKUP: Final = frozenset({"text/html", "application/xhtml+xml", "text/xml", "application/xml"})
+# Read with string escapes decoded too, replacements written as string escapes.
+_SCRIPTS: Final = frozenset(
+    {
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "text/x-javascript",
+        "application/ecmascript",
+        "application/x-ecmascript",
+        "text/ecmascript",
+        "text/jscript",
+    }
+)
 _TEXTUAL_APPLICATION: Final = frozenset(
     {
-        "application/xml",
-        "application/javascript",
-        "application/ecmascript",
         "application/graphql",
         "application/yaml",
         "application/x-yaml",
@@ -296,11 +310,11 @@ def _plan_for(content_type: bytes | None, safe: frozenset[str]) -> _Plan:
         return _Plan(_JSON, charset, utf8=utf8)
     if media == "application/x-www-form-urlencoded":
         return _Plan(_FORM, charset, utf8=utf8)
-    if (
-        media.startswith(("text/", "multipart/"))
-        or media in _TEXTUAL_APPLICATION
-        or media.endswith("+xml")
-    ):
+    if media in _MARKUP or media.endswith("+xml"):
+        return _Plan(_HTML, charset, utf8=utf8)
+    if media in _SCRIPTS:
+        return _Plan(_SCRIPT, charset, utf8=utf8)
+    if media.startswith(("text/", "multipart/")) or media in _TEXTUAL_APPLICATION:
         return _Plan(_TEXT, charset, utf8=utf8)
     return _Plan(
         _REFUSE,
@@ -883,7 +897,7 @@ class _Responder:
             elif mode == _DROP:
                 if self.failure is not None:
                     raise self.failure
-            elif mode > _DROP:  # forms: buffered as JSON is
+            elif mode > _DROP:  # forms, HTML, scripts: buffered as JSON is
                 await self._json_body(message)
             else:
                 await self._stream_body(message)
@@ -926,7 +940,7 @@ class _Responder:
                 await self._refuse(f"its content encoding {coding[1:]!r} cannot be undone")
                 return
             self.inflater = _Inflater(coding)
-        if plan.kind == _TEXT and self.mw._scanner is None:
+        if self.mw._scanner is None and plan.kind in _FREE_TEXT_ONLY:
             # Free-text detection is off for this redactor: text passes as it is.
             self.mode = _PASS
             self.inflater = None
@@ -972,7 +986,7 @@ class _Responder:
         self.chunks = []
         await Problem.too_large(self.mw.max_body_size).send(self.send, self.mw.problem_base)
 
-    # -- JSON and forms: buffered, redacted once -------------------------------------------------
+    # -- JSON, forms, HTML, scripts: buffered, redacted once ------------------------------------
     async def _json_body(self, message: Message) -> None:
         body: bytes = message.get("body", b"")
         if body:
@@ -1022,7 +1036,9 @@ class _Responder:
         mode = self.mode
         if mode == _JSON:
             return self._redact_json(data)
-        return self._redact_form(data)
+        if mode == _FORM:
+            return self._redact_form(data)
+        return self._redact_markup(data)
 
     def _redact_json(self, data: bytes) -> bytes:
         mw = self.mw
@@ -1070,6 +1086,14 @@ class _Responder:
             ((new_key, kept),) = redact({key: value}, audience=audience).items()
             out.append((new_key, "" if kept is None else kept))  # removed: the key stays
         return urlencode(out, safe="*", encoding=charset, errors="strict").encode("ascii")
+
+    def _redact_markup(self, data: bytes) -> bytes:
+        """HTML, XML and scripts: escaped text decoded before the detectors (``_markup``)."""
+        mw = self.mw
+        charset = self.plan.charset
+        escape = html_escaper(charset) if self.mode == _HTML else script_escaper(charset)
+        text = redact_markup(self._decode(data), mw._scanner, mw._replacer(self.audience), escape)  # type: ignore[arg-type]
+        return text.encode(charset)
 
     # -- text, NDJSON, SSE: streamed ------------------------------------------------------------
     def _make_stream(self) -> ByteStreamRedactor:
