@@ -183,6 +183,22 @@ _AS_ASCII_SEPARATORS: Final = str.maketrans(
 )
 # Every character the table above reads as a separator (the redaction prefilter's too).
 _UNICODE_SEPARATORS: Final = "".join(sorted(chr(c) for c in _AS_ASCII_SEPARATORS))
+
+
+def _ascii_separators(text: str) -> str:
+    """``text`` with the separators above in their ASCII forms, one for one.
+
+    One ``str.replace`` per separator present: ``in`` answers at once for a character
+    wider than the text's own (most separators in Latin text) and scans fast otherwise,
+    where ``str.translate`` with a table would look up every character (about 40 ms for
+    800 KB of French text, against 4 ms).
+    """
+    for char in _UNICODE_SEPARATORS:
+        if char in text:
+            text = text.replace(char, _AS_ASCII_SEPARATORS[ord(char)])
+    return text
+
+
 _MAX_CARD_SPAN: Final = 19 + 18  # 19 digits and 18 single separators
 _MAX_PHONE_GROUPS: Final = 7
 
@@ -458,7 +474,7 @@ class TextScanner:
         n = len(text)
         hold = max(floor, n - 2)  # findings look at most two characters past their end
         if self._card or self._phone:
-            tail = text if text.isascii() else text.translate(_AS_ASCII_SEPARATORS)
+            tail = text if text.isascii() else _ascii_separators(text)
             m = _NUM_TAIL.search(tail, max(floor, n - 2 * _MAX_CARD_SPAN))
             if m:
                 start = m.start()
@@ -536,7 +552,7 @@ class TextScanner:
 
     def _digits(self, text: str, floor: int, out: list[Finding], first_only: bool) -> None:
         if not text.isascii():
-            text = text.translate(_AS_ASCII_SEPARATORS)  # same length: offsets hold
+            text = _ascii_separators(text)  # same length: offsets hold
         numbers = self._card or self._phone
         iban = self._iban
         contiguous = self._contiguous
