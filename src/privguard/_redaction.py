@@ -464,8 +464,11 @@ _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 _NOTHING_TO_FIND: Final = re.compile(
     r"[@\uff20\ufe6b\d](?:(?<=[@\uff20\ufe6b])|[\d \-./()]{5,}\d|\d(?<=[A-Za-z]{2}\d\d))"
 ).search
-# A list of these whose ints all have fewer than 13 digits is copied as it is, in C.
-_PLAIN_ITEMS: Final = frozenset({int, float, bool})
+# A list of these is copied as it is, in C: with the detectors on, only if its largest
+# int has fewer than 13 digits (None cannot be compared, so such a list takes the walk);
+# with them off, any.
+_NUMBER_ITEMS: Final = frozenset({int, float, bool})
+_PLAIN_ITEMS: Final = frozenset({int, float, bool, type(None)})
 
 
 class _Constant:
@@ -562,6 +565,7 @@ def _generate_shape(
         "_aud": audience,
         "_apply": apply_op,
         "_plain_items": _PLAIN_ITEMS.issuperset,
+        "_number_items": _NUMBER_ITEMS.issuperset,
         "_max": max_depth,
         "_B": _INT_SCAN_MIN,
         "_top": max,
@@ -585,15 +589,23 @@ def _generate_shape(
                 )
             else:
                 on_str = f"({v} if _nothing({v}) is None else _text({v}, _aud, ctx))"
-            # An int of fewer than 13 digits costs one comparison (in a list of numbers,
-            # inside max); one that could be a card number goes to the walk.
-            expr = (
-                f"{on_str} if (t := type({v})) is str else {v} if {v} is None or "
-                f"(t is int and {v} < _B) or t is bool or t is float else ({v}.copy() "
-                f"if depth < _max and _plain_items(map(type, {v})) and "
-                f"(not {v} or _top({v}) < _B) else {general}) "
-                f"if t is list else {general}"
-            )
+            if text is None:  # no detectors: every number is kept
+                expr = (
+                    f"{on_str} if (t := type({v})) is str else {v} if {v} is None or t is int "
+                    f"or t is bool or t is float else ({v}.copy() if depth < _max and "
+                    f"_plain_items(map(type, {v})) else {general}) "
+                    f"if t is list else {general}"
+                )
+            else:
+                # An int of fewer than 13 digits costs one comparison (in a list of
+                # numbers, inside max); one that could be a card number goes to the walk.
+                expr = (
+                    f"{on_str} if (t := type({v})) is str else {v} if {v} is None or "
+                    f"(t is int and {v} < _B) or t is bool or t is float else ({v}.copy() "
+                    f"if depth < _max and _number_items(map(type, {v})) and "
+                    f"(not {v} or _top({v}) < _B) else {general}) "
+                    f"if t is list else {general}"
+                )
         else:
             if fn is None:  # a keyed operator: needs the context and the field
                 env[f"_o{i}"] = op
