@@ -357,8 +357,18 @@ def test_several_documents_in_one_event_are_each_redacted() -> None:
 
 
 def test_data_that_is_not_json_is_text() -> None:
-    text = "data: [DONE]\n\ndata: {not json} jane@example.com\n\n"
-    assert sse_redactor().feed(text) == "data: [DONE]\n\ndata: {not json} j***@example.com\n\n"
+    text = "data: [DONE]\n\ndata: [not json] jane@example.com\n\n"
+    assert sse_redactor().feed(text) == "data: [DONE]\n\ndata: [not json] j***@example.com\n\n"
+
+
+def test_data_that_opens_an_object_and_is_not_json_is_not_released() -> None:
+    # Key-named values ("password") in a cut-short object would pass the text detectors.
+    redactor = sse_redactor()
+    assert redactor.feed("data: [DONE]\n\n") == "data: [DONE]\n\n"
+    with pytest.raises(UnparseableBody):
+        redactor.feed('data: {"password": "hunter2", "first_name": "Jane"\n\n')
+    with pytest.raises(UnparseableBody):
+        sse_redactor().feed('data: {"password": "hunter2"\ndata: [DONE]\n\n')
 
 
 def test_json_the_redactor_refuses_is_not_released_as_text() -> None:

@@ -102,7 +102,13 @@ from ._records import (
 )
 from ._redaction import DEFAULT_KEY_NAMES, Personal, RedactionContext, Redactor
 from ._stores import MemoryStore, PostgresStore, SQLiteStore, Store
-from ._streams import ByteStreamRedactor, LineStreamRedactor, TextRedactor, TextStreamRedactor
+from ._streams import (
+    ByteStreamRedactor,
+    LineStreamRedactor,
+    SseStreamRedactor,
+    TextRedactor,
+    TextStreamRedactor,
+)
 from ._subject import PLATFORM, Provenance, Scope, Source, Subject
 from ._taxonomy import EEA, Categories, Purposes, RecipientKind, SubjectKind, Taxonomy, covers
 from ._telemetry import Telemetry
@@ -204,6 +210,7 @@ __all__ = [
     "Scope",
     "ScrubbedHit",
     "Source",
+    "SseStreamRedactor",
     "Store",
     "StoreError",
     "StoreUnavailable",

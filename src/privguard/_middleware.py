@@ -36,7 +36,13 @@ from ._errors import PolicyError, PrivguardError, RedactionError, UnparseableBod
 from ._guard import Privguard
 from ._markup import html_escaper, redact_markup, script_escaper
 from ._problems import DEFAULT_PROBLEM_BASE, Problem, check_base
-from ._streams import ByteStreamRedactor, LineStreamRedactor, TextRedactor, TextStreamRedactor
+from ._streams import (
+    ByteStreamRedactor,
+    LineStreamRedactor,
+    SseStreamRedactor,
+    TextRedactor,
+    TextStreamRedactor,
+)
 from ._subject import EMPTY_SCOPE, Scope, Subject
 from ._taxonomy import RecipientKind
 
@@ -1104,7 +1110,7 @@ class _Responder:
         elif self.mode == _LINES:
             inner = LineStreamRedactor(self._json_line, max_line=mw.max_line)
         else:
-            inner = LineStreamRedactor(self._sse_line, max_line=mw.max_line)
+            inner = SseStreamRedactor(self._json_line, self._text, max_event=mw.max_line)
         return ByteStreamRedactor(inner, self.plan.charset)
 
     def _json_line(self, line: str) -> str:
@@ -1114,20 +1120,6 @@ class _Responder:
 
     def _text(self, text: str) -> str:
         return self.mw.redactor.redact_text(text, audience=self.audience)
-
-    def _sse_line(self, line: str) -> str:
-        if line.startswith("data:"):
-            value = line[5:]
-            lead = ""
-            if value.startswith(" "):
-                lead, value = " ", value[1:]
-            if value[:1] in ("{", "["):
-                try:
-                    return "data:" + lead + self._json_line(value)
-                except UnparseableBody:
-                    pass
-            return "data:" + lead + self._text(value)
-        return self._text(line) if line else line
 
     async def _stream_body(self, message: Message) -> None:
         body: bytes = message.get("body", b"")

@@ -495,11 +495,11 @@ class SseStreamRedactor:
     def _redact_data(self, values: list[str]) -> list[str]:
         """The event's data, redacted, as the lines to send (each without an ending)."""
         data = "\n".join(values)
-        redacted = self._json_or_none(data)
+        redacted = self._json_or_none(data, strict=False)
         if redacted is None:
             if len(values) > 1 and any(_json_like(v) for v in values):
                 return [self._redact_value(v) for v in values]
-            redacted = self._redact_text(data)
+            redacted = self._json_or_none(data) or self._redact_text(data)
         return _SSE_LINE_END.split(redacted)
 
     def _redact_value(self, value: str) -> str:
@@ -509,15 +509,19 @@ class SseStreamRedactor:
         # A line ending in the redacted value would split the line: it goes as a space.
         return _SSE_LINE_END.sub(" ", redacted)
 
-    def _json_or_none(self, data: str) -> str | None:
+    def _json_or_none(self, data: str, *, strict: bool = True) -> str | None:
         """``data`` redacted as JSON, or ``None`` when it is not a JSON object or array.
-        JSON that the redactor refuses (too deep, say) is an error, never text."""
+        JSON that the redactor refuses (too deep, say) is an error, never text; so is data
+        that opens an object (``{``) and is not JSON (``{"password": "hunter2"`` cut
+        short), whose key-named values the text detectors would not see. Data opening
+        with ``[`` that is not JSON (``[DONE]``) is text. ``strict=False``: ``None`` for
+        any data that is not JSON (an event's lines may still be one document each)."""
         if not _json_like(data):
             return None
         try:
             return self._redact_json(data)
         except UnparseableBody:
-            if _is_json(data):
+            if _is_json(data) or (strict and data.lstrip(_JSON_SPACE)[:1] == "{"):
                 raise
             return None
 

@@ -1,0 +1,100 @@
+"""Server-sent events through PrivacyMiddleware, read event by event as a client reads them.
+
+The inputs are those an independent review found leaking when each line was redacted on
+its own: JSON spread over several data lines, CR-only line endings, a leading byte order
+mark, and the event terminator lost after a CR.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from privguard import Categories, Purposes, Subject
+from privguard._decorators import privacy
+from privguard._guard import Privguard
+from privguard._middleware import PrivacyMiddleware
+
+ALICE = Subject.customer("u-alice", tenant="acme")
+
+
+def sse_app(parts: list[bytes]) -> Starlette:
+    @privacy(Purposes.SERVICE, categories=[Categories.EMAIL, Categories.CARD])
+    async def events(request: Request) -> Response:
+        async def gen():  # type: ignore[no-untyped-def]
+            for part in parts:
+                yield part
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    return Starlette(
+        routes=[Route("/events", events)],
+        middleware=[
+            Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
+        ],
+    )
+
+
+async def fetch(parts: list[bytes]) -> httpx.Response:
+    transport = httpx.ASGITransport(app=sse_app(parts))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        return await client.get("/events")
+
+
+def split_everywhere(body: bytes) -> list[list[bytes]]:
+    return [[body]] + [[body[:i], body[i:]] for i in range(1, len(body))]
+
+
+LEAKS = [
+    # (a) a JSON document pretty-printed over two data lines
+    b'data: {"first_name": "Jane",\ndata:  "password": "hunter2", "dob": "1990-01-02"}\n\n',
+    # (b) CR-only line endings
+    b'data: {"password": "hunter2"}\r\rdata: {"first_name": "Jane"}\r\r',
+    # (c) a byte order mark before the first field
+    b'\xef\xbb\xbfdata: {"password": "hunter2", "first_name": "Jane"}\n\n',
+    # CRLF, with an e-mail and a card number in text data
+    b"event: msg\r\ndata: write to jane@example.com\r\ndata: card 4111 1111 1111 1111\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("body", LEAKS)
+async def test_no_value_leaks_whatever_the_chunking(body: bytes) -> None:
+    for parts in split_everywhere(body):
+        response = await fetch(parts)
+        assert response.status_code == 200
+        for secret in (b"hunter2", b"Jane", b"1990-01-02", b"jane@", b"4111 1111 1111"):
+            assert secret not in response.content, (parts, response.content)
+
+
+async def test_the_event_terminator_survives_a_cr_line_ending() -> None:
+    response = await fetch([b'data: {"email": "jane@example.com"}\r\r'])
+    assert response.content.endswith(b"\r\r")
+    assert b"jane@" not in response.content
+
+
+async def test_events_keep_their_fields_and_order() -> None:
+    body = b'id: 7\nevent: update\ndata: {"email": "jane@example.com", "n": 1}\n\ndata: [DONE]\n\n'
+    response = await fetch([body])
+    text = response.text
+    assert text.startswith("id: 7\nevent: update\ndata: ")
+    assert text.endswith("\n\ndata: [DONE]\n\n")
+    assert '"n":1' in text.replace(" ", "")
+
+
+async def test_data_that_opens_an_object_and_is_not_json_is_not_released() -> None:
+    # A document cut short: its key-named values would pass the text detectors.
+    body = b'data: {"password": "hunter2", "first_name": "Jane"\n\n'
+    transport = httpx.ASGITransport(app=sse_app([b"data: ok\n\n", body]))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        try:
+            response = await client.get("/events")
+            content = response.content
+        except Exception:  # the server aborts the stream: the client sees it break off
+            content = b""
+    assert b"hunter2" not in content
+    assert b"Jane" not in content
