@@ -419,9 +419,7 @@ NEW_KEY_NAMES = {
     Categories.CREDENTIALS: [
         "pin",
         "PIN",
-        "pin_code",
         "pin_number",
-        "pass",
         "password_hash",
         "pw_hash",
         "pass_hash",
@@ -476,6 +474,8 @@ def test_common_key_names_are_personal(key: str, category: str) -> None:
         "email_count",
         "emailCount",
         "pinned",
+        "pass",
+        "pin_code",
         "spin",
         "passenger",
         "passes",

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ._detection import _IDENTIFIER, _IDENTIFIER_MAX, is_identifier
+from ._detection import _IDENTIFIER, _IDENTIFIER_MAX, _UNICODE_SEPARATORS, is_identifier
 from ._errors import PolicyError, RedactionError, UnparseableBody
 from ._operators import (
     card_masker,
@@ -271,14 +271,12 @@ DEFAULT_KEY_NAMES: Final[Mapping[str, str]] = {
             "sessionid",
             "cookie",
             # After sentry-python's DEFAULT_DENYLIST, and PINs that are no card's.
-            "pass",
             "passwordhash",
             "pwhash",
             "passhash",
             "passphrase",
             "passcode",
             "pin",
-            "pincode",
             "pinnumber",
             "otp",
             "privatekey",
@@ -462,7 +460,9 @@ _EMPTY_STATE: Final[frozenset[tuple[int, int]]] = frozenset()
 # that the regex engine skips, in C, to the first at-sign or digit; a string with
 # neither (most of them) costs one short scan.
 _NOTHING_TO_FIND: Final = re.compile(
-    r"[@\uff20\ufe6b\d](?:(?<=[@\uff20\ufe6b])|[\d \-./()]{5,}\d|\d(?<=[A-Za-z]{2}\d\d))"
+    r"[@\uff20\ufe6b\d](?:(?<=[@\uff20\ufe6b])|[\d \-./()"
+    + re.escape(_UNICODE_SEPARATORS)  # "4111\u202f1111…": separators in any script
+    + r"]{5,}\d|\d(?<=[A-Za-z]{2}\d\d))"
 ).search
 # A list of these is copied as it is, in C: with the detectors on, only if its largest
 # int has fewer than 13 digits (None cannot be compared, so such a list takes the walk);
@@ -1077,10 +1077,24 @@ class Redactor:
             return _same_kind(value, items) if isinstance(value, dict) else items
         if isinstance(value, str):
             return self._walk(str(value), state, category, audience, ctx, depth, field)
+        if isinstance(value, tuple) and hasattr(value, "_asdict"):
+            # A named tuple is a record: its field names say what its values are.
+            fields = self._walk_dict(value._asdict(), state, category, audience, ctx, depth)
+            try:
+                return type(value)(**fields)
+            except TypeError:  # a constructor of its own: the fields as a plain dict
+                return fields
         if isinstance(value, (list, tuple, set, frozenset)):
-            return type(value)(
+            walked = [
                 self._walk(v, state, category, audience, ctx, depth + 1, field) for v in value
-            )
+            ]
+            try:
+                return type(value)(walked)
+            except TypeError:  # a subclass with a constructor of its own: its base type
+                for base in (list, tuple, frozenset, set):
+                    if isinstance(value, base):
+                        return base(walked)
+                raise
         raise RedactionError(
             f"cannot redact a {kind.__name__}: use dicts, lists, dataclasses or Pydantic models"
         )
