@@ -98,3 +98,23 @@ async def test_data_that_opens_an_object_and_is_not_json_is_not_released() -> No
             content = b""
     assert b"hunter2" not in content
     assert b"Jane" not in content
+
+
+async def test_svg_is_read_as_xml_not_passed_as_an_image() -> None:
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><text>jane&#64;example.com</text></svg>'
+
+    async def image(request: Request) -> Response:
+        return Response(svg, media_type="image/svg+xml")
+
+    app = Starlette(
+        routes=[Route("/logo.svg", image)],
+        middleware=[
+            Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/logo.svg")
+    assert response.status_code == 200
+    assert b"jane" not in response.content
+    assert response.content.startswith(b"<svg")

@@ -290,7 +290,14 @@ class _Plan:
 
 
 def _media_matches(media: str, patterns: frozenset[str]) -> bool:
-    return media in patterns or media.partition("/")[0] + "/*" in patterns
+    """``media`` is listed, or its whole type is (``image/*``), unless it is text in
+    disguise: ``image/svg+xml`` is XML, which can hold any text, so only an exact entry
+    lets it pass."""
+    if media in patterns:
+        return True
+    if media.endswith(("+xml", "+json")):
+        return False
+    return media.partition("/")[0] + "/*" in patterns
 
 
 def _plan_for(content_type: bytes | None, safe: frozenset[str]) -> _Plan:
