@@ -366,6 +366,8 @@ class _OptOutResponder:
                     if size > _WHOLE_LIMIT:
                         break
                 else:
+                    if self.inflater is not None:
+                        self.inflater.finish()  # cut short, or junk after the end: refused
                     out = rewriter.rewrite(b"".join(whole))
                     await self._send_start(len(out))
                     await self.send({"type": "http.response.body", "body": out})
@@ -380,6 +382,8 @@ class _OptOutResponder:
                 if out:
                     await self.send({"type": "http.response.body", "body": out, "more_body": True})
             if not more:
+                if self.inflater is not None:
+                    self.inflater.finish()
                 out = rewriter.finish()
                 await self.send({"type": "http.response.body", "body": out, "more_body": False})
                 self.mode = _DROP
