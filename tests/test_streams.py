@@ -526,3 +526,17 @@ def test_line_redactor_configuration_and_finish() -> None:
     assert redactor.finish() == ""
     with pytest.raises(RedactionError):
         redactor.feed("x")
+
+
+def test_an_undecided_tail_let_go_is_labelled_as_what_every_audience_masks() -> None:
+    """A tail forced out undecided is labelled phone (digits) or e-mail (the rest): a
+    payment processor, which reads card numbers and IBANs, never gets it in the clear."""
+    from privguard._streams import _kind_of_tail
+
+    redactor = Redactor()
+    assert redactor.scanner is not None
+    processor = redactor.taxonomy.recipient_kind("payment_processor")
+    for tail in ["4111 1111 1111 1111 0132 555", "+1 415 555", "DE89 3704 0044", "jane.doe"]:
+        kind, category = _kind_of_tail(redactor.scanner, tail)
+        assert kind in ("phone", "email")
+        assert redactor.operator_for(category, processor).value != "keep"

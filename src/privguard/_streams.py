@@ -595,13 +595,18 @@ _CATEGORIES: Final = {
 
 
 def _kind_of_tail(scanner: TextScanner, tail: str) -> tuple[str, str]:
-    """The kind an open tail could become, to label it when it must be let go."""
+    """The kind to label an open tail with when it must be let go undecided.
+
+    Undecided, it is labelled with a kind every audience gets masked: digits as a phone
+    number (a card number or an IBAN stays readable for a payment processor, and the
+    tail may hold a phone number's digits), anything else as an e-mail address, whose
+    mask without an at-sign is the fixed one. Over-redaction for a processor, never a
+    leak to it.
+    """
     head = tail.lstrip("+( ")
     if head[:1].isdigit():
-        order = ("card", "phone", "iban", "email")
-    elif head[:2].isalpha():
-        order = ("iban", "email", "card", "phone")
+        order = ("phone", "email", "card", "iban")
     else:
-        order = ("email", "card", "phone", "iban")
+        order = ("email", "phone", "iban", "card")
     kind = next(k for k in order if k in scanner.kinds)
     return kind, _CATEGORIES[kind]
