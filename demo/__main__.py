@@ -209,6 +209,23 @@ async def walkthrough(db_path: Path, *, store_url: str | None = None) -> None:
             "Not sent: the stored objection holds (C22).",
         )
 
+        r = await client.get(f"/events/{EVENT}/questions", headers=as_("att-1-token"))
+        _show(
+            "21. Live Q&A as server-sent events",
+            r,
+            "Each event is redacted as the browser will read it: the JSON spread over "
+            "data lines as one document (the e-mail key masked), and a card number "
+            "written with no-break spaces found in the text.",
+        )
+
+        r = await client.get(f"/events/{EVENT}/badge", headers=as_("organizer-token"))
+        _show(
+            "22. A speaker's badge page whose template escapes the at-sign",
+            r,
+            "A browser shows ana.silva&#64;example.br as an address, so privguard reads the "
+            "page that way too: both forms are masked, the markup is kept.",
+        )
+
     app.state.guard.close()
 
 

@@ -245,6 +245,31 @@ async def chat(request: Request) -> StreamingResponse:
     return StreamingResponse(lines(), media_type="text/plain")
 
 
+@privacy(P.SERVICE, categories=[C.CHAT])
+async def questions(request: Request) -> StreamingResponse:
+    """Live Q&A as server-sent events, as an SSE library sends them: each question a
+    JSON document pretty-printed over several data lines, split across chunks."""
+
+    async def events() -> AsyncIterator[str]:
+        yield "event: question\ndata: {\n"
+        yield 'data:   "from": {"name": "Ana", "email": "ana.silva@example.br"},\n'
+        yield 'data:   "text": "Refund to 4111\u00a01111\u00a01111\u00a01111 please?"\n'
+        yield "data: }\n\n"
+        yield 'event: question\ndata: {"text": "Will the slides be shared?"}\n\n'
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@privacy(P.SERVICE, categories=[C.CONTACT])
+async def badge(request: Request) -> HTMLResponse:
+    """A speaker's badge page; its template escapes the at-sign, as many do."""
+    return HTMLResponse(
+        "<html><body><h1>Ana Silva</h1>"
+        "<p>Contact: <a href='mailto:ana.silva&#64;example.br'>ana.silva&#x40;example.br</a>"
+        "</p></body></html>"
+    )
+
+
 @privacy(P.SERVICE, categories=[], redact=False)
 async def consent(request: Request) -> JSONResponse:
     """An attendee clicks "share my details with this exhibitor" (C12), or withdraws."""
@@ -514,6 +539,8 @@ def create_app(
             Mount("/privacy/analytics", app=analytics_app(guard, ANALYTICS)),
             Route("/events/{event_id}/attendees", attendees),
             Route("/events/{event_id}/chat", chat),
+            Route("/events/{event_id}/questions", questions),
+            Route("/events/{event_id}/badge", badge),
             Route(
                 "/events/{event_id}/exhibitors/{exhibitor}/consent",
                 consent,

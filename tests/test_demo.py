@@ -167,6 +167,13 @@ async def test_walkthrough_runs(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "15. att-1 asks who got their data" in out
     assert "demopay (payment_processor)" in out
     assert "20. att-1's next page view" in out
+    assert "21. Live Q&A as server-sent events" in out
+    assert "22. A speaker's badge page" in out
+    live = out[out.index("21. Live Q&A") :]
+    # The address in JSON spread over SSE data lines, and &#64;-escaped in HTML.
+    assert "ana.silva@" not in live and "ana.silva&#" not in live.split("A browser shows")[0]
+    assert "4111\u00a01111" not in live
+    assert live.count("a***@example.br") == 3
 
 
 @pytest.mark.postgres
