@@ -161,3 +161,34 @@ def test_structured_redaction_masks_them(sep: str) -> None:
     # The redactor's prefilter lets such values through to the detectors.
     out = Redactor().redact({"notes": f"card {grouped(CARD, sep)}"})
     assert out == {"notes": "card " + grouped("*" * 12 + "1111", sep)}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Winning numbers: 5 12 23 34 45",  # French phone groups, no trunk 0: a row of numbers
+        "Seats 4 12 13 14 15",
+        "Room 101, 2 12 34 56 78 guests",
+        "Prix 13\u202f108\u202f383 €",  # thin spaces group amounts, not phone numbers
+        "Montant : 120\u202f363\u202f837,00 €",
+        "Total 1\u2009234\u2009567\u2009890",
+    ],
+)
+def test_rows_of_numbers_and_amounts_are_not_phone_numbers(text: str) -> None:
+    assert phones(text) == []
+
+
+def test_a_card_number_may_be_printed_with_thin_spaces() -> None:
+    text = grouped(CARD, "\u202f")
+    assert [f.kind for f in SCANNER.scan(text)] == ["card"]
+
+
+@pytest.mark.parametrize("invisible", ["\u00ad", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"])
+def test_invisible_characters_between_groups_do_not_hide_a_card_number(invisible: str) -> None:
+    out = Redactor().redact({"note": grouped(CARD, invisible)})
+    assert out == {"note": grouped("*" * 12 + "1111", invisible)}
+
+
+def test_french_phone_numbers_with_no_break_spaces_are_found() -> None:
+    number = "06\u00a012\u00a034\u00a056\u00a078"
+    assert phones(f"tel {number}") == [number]

@@ -173,6 +173,9 @@ _AS_ASCII_SEPARATORS: Final = str.maketrans(
             "\u202f\u205f\u3000",
             " ",
         ),
+        # Invisible: a soft hyphen, zero-width spaces and joiners, the word joiner, a
+        # stray BOM. A reader sees "4111\u200b1111…" as one number.
+        **dict.fromkeys("\u00ad\u200b\u200c\u200d\u2060\ufeff", " "),
         **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
         "\uff0b": "+",
         "\uff08": "(",
@@ -181,6 +184,9 @@ _AS_ASCII_SEPARATORS: Final = str.maketrans(
         "\uff0f": "/",
     }
 )
+# Spaces that group the digits of amounts (SI and French typography): read as spaces in
+# card numbers, never in phone numbers.
+_THOUSANDS_SPACES: Final = "\u202f\u2009\u2007"
 # Every character the table above reads as a separator (the redaction prefilter's too).
 _UNICODE_SEPARATORS: Final = "".join(sorted(chr(c) for c in _AS_ASCII_SEPARATORS))
 
@@ -551,8 +557,24 @@ class TextScanner:
     # IBANs, cards and phones: everything that starts at a digit
 
     def _digits(self, text: str, floor: int, out: list[Finding], first_only: bool) -> None:
-        if not text.isascii():
-            text = _ascii_separators(text)  # same length: offsets hold
+        if text.isascii():
+            self._digits_read(text, floor, out, first_only)
+            return
+        plain = _ascii_separators(text)  # same length: offsets hold
+        if plain is text or not any(char in text for char in _THOUSANDS_SPACES):
+            self._digits_read(plain, floor, out, first_only)
+            return
+        # Thin and figure spaces group the digits of amounts ("13\u202f108\u383 €"): a
+        # card number may be printed with them, a phone number is not.
+        found: list[Finding] = []
+        self._digits_read(plain, floor, found, False)
+        out.extend(
+            f
+            for f in found
+            if f.kind != "phone" or not any(c in text[f.start : f.end] for c in _THOUSANDS_SPACES)
+        )
+
+    def _digits_read(self, text: str, floor: int, out: list[Finding], first_only: bool) -> None:
         numbers = self._card or self._phone
         iban = self._iban
         contiguous = self._contiguous
@@ -1034,11 +1056,17 @@ class _RegionRule:
         if (len(digits) >= 9 or not prefix) and self.any_plan.fullmatch(digits):
             number_type = _country_number_type(self.plans, digits)
             if number_type is not None and (
-                # written as at home, or grouped exactly as at home with the trunk
-                # prefix left out ("98765 43210" in India, where "098765 43210" is the
-                # format but mobiles are written without the 0)
+                # written as at home, or a mobile number in two groups exactly as at
+                # home with the trunk prefix left out ("98765 43210" in India, where
+                # "098765 43210" is the format but mobiles are written without the 0;
+                # not "5 12 23 34 45", a row of numbers in French phone groups)
                 (not home.home_prefix(digits) and (not breaks or home.layout_fits(digits, breaks)))
-                or (breaks and breaks == home.home_breaks(digits))
+                or (
+                    breaks
+                    and len(breaks) == 1
+                    and number_type in _BARE_PHONE_TYPES
+                    and breaks == home.home_breaks(digits)
+                )
             ):
                 return number_type
         if prefix and digits.startswith(prefix) and self.any_plan.fullmatch(digits, len(prefix)):
