@@ -487,6 +487,28 @@ async def test_escaped_personal_data_in_scripts_and_xml_is_redacted(media_type: 
     assert EMAIL not in html.unescape(response.text.replace("\\u0040", "@"))
 
 
+@pytest.mark.parametrize(
+    ("written", "redacted"),
+    [
+        ('var e = "jane\\100example.com";', 'var e = "j***@example.com";'),
+        ('var c = "\\64111 1111 1111 1111";', 'var c = "**** **** **** 1111";'),
+        ("var c = '\\064111 1111 1111 1111';", "var c = '**** **** **** 1111';"),
+        ("var e = 'jane\\100example\\56com';", "var e = 'j***@example.com';"),
+    ],
+    ids=["at-sign", "two-digit-four", "three-digit-zero", "dot"],
+)
+@pytest.mark.parametrize("media_type", ["application/javascript", "text/html"])
+async def test_legacy_octal_escapes_in_scripts_are_decoded(
+    written: str, redacted: str, media_type: str
+) -> None:
+    # A script that is not strict reads "\100" as "@" and "\64" as "4".
+    if media_type == "text/html":
+        written, redacted = f"<script>{written}</script>", f"<script>{redacted}</script>"
+    response = await get(app_for(endpoint_for(written.encode(), media_type)))
+    assert response.status_code == 200
+    assert response.text == redacted
+
+
 async def test_script_replacements_stay_in_the_charset_as_string_escapes() -> None:
     body = b"var s = 'jane\\u0040b\\u00fccher.de';"
     response = await get(app_for(endpoint_for(body, "text/javascript; charset=ascii")))
@@ -567,13 +589,15 @@ def js_escape_for(ch: str, how: str) -> str:
         return f"\\u{{{ord(ch):x}}}"
     if how == "html":
         return f"&#{ord(ch)};"
+    if how == "octal" and ord(ch) < 256:
+        return f"\\{ord(ch):03o}"
     return ch
 
 
 def js_unescape(text: str) -> str:
     return re.sub(
-        r"\\u\{([0-9a-fA-F]+)\}|\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})",
-        lambda m: chr(int(next(g for g in m.groups() if g), 16)),
+        r"\\u\{([0-9a-fA-F]+)\}|\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})|\\([0-3][0-7]{2})",
+        lambda m: chr(int(m[4], 8) if m[4] else int(next(g for g in m.groups() if g), 16)),
         text,
     )
 
@@ -592,7 +616,9 @@ def test_scripts_with_string_escapes_never_release_the_card_or_address(
     pan = luhn_complete("4" + digits)
     value = EMAIL if secret == "email" else f"{pan[:4]} {pan[4:8]} {pan[8:12]} {pan[12:]}"
     written = "".join(
-        js_escape_for(ch, data.draw(st.sampled_from(["plain", "u4", "x2", "braced", "html"])))
+        js_escape_for(
+            ch, data.draw(st.sampled_from(["plain", "u4", "x2", "braced", "html", "octal"]))
+        )
         for ch in value
     )
     body = f'{code}\nvar v = "{written}";\n{code}'

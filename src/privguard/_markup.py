@@ -119,11 +119,14 @@ def _html_ref(match: re.Match[str]) -> str | None:
     return named if named is not None else html.unescape(ref)
 
 
-# JavaScript (and JSON) string escapes: surrogate pairs, \u{...}, \uXXXX, \xXX, and a
-# backslash before any other character (\n, \/, \@, a line continuation, \\ itself).
+# JavaScript (and JSON) string escapes: surrogate pairs, \u{...}, \uXXXX, \xXX, legacy
+# octal escapes (\0 to \377: "\100" is "@" in a script that is not strict; at most
+# three digits, at most two from \4 up), and a backslash before any other character (\n,
+# \/, \@, \8, a line continuation, \\ itself).
 _JS_ESCAPE: Final = re.compile(
     r"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
-    r"|u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})|(\r\n|[\s\S]))"
+    r"|u\{([0-9a-fA-F]{1,6})\}|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2})"
+    r"|([0-3][0-7]{0,2}|[4-7][0-7]?)|(\r\n|[\s\S]))"
 )
 _JS_SINGLE: Final = {
     "n": "\n",
@@ -132,7 +135,6 @@ _JS_SINGLE: Final = {
     "b": "\b",
     "f": "\f",
     "v": "\v",
-    "0": "\0",
     "\r\n": "",
     "\n": "",
     "\r": "",
@@ -142,7 +144,7 @@ _JS_SINGLE: Final = {
 
 
 def _js_escape(match: re.Match[str]) -> str | None:
-    high, low, braced, four, two, single = match.groups()
+    high, low, braced, four, two, octal, single = match.groups()
     if high is not None:
         return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00)
     if braced is not None:
@@ -152,6 +154,8 @@ def _js_escape(match: re.Match[str]) -> str | None:
         return chr(int(four, 16))
     if two is not None:
         return chr(int(two, 16))
+    if octal is not None:
+        return chr(int(octal, 8))
     return _JS_SINGLE.get(single, single)
 
 
