@@ -458,7 +458,7 @@ def test_forms_never_release_the_card_or_address(
         ),
         ("<p>4111&#8203;1111&#8203;1111&#8203;1111</p>", "<p>************1111</p>"),
         ("<p>jane&shy;@example.com</p>", "<p>j***@example.com</p>"),
-        ('<a href="/pay?card=4111+1111+1111+1111">', '<a href="/pay?card=**** **** **** 1111">'),
+        ('<a href="/pay?card=4111+1111+1111+1111">', '<a href="/pay?card=****+****+****+1111">'),
         ("<script>s = 'jane\\@example.com'</script>", "<script>s = 'j***@example.com'</script>"),
         # The text as written is scanned too: never less than plain text redaction.
         ("<p>&#4111 1111 1111 1111</p>", "<p>&#**** **** **** 1111</p>"),
@@ -471,6 +471,88 @@ async def test_escaped_personal_data_in_html_is_redacted(written: str, redacted:
     assert response.status_code == 200
     assert response.text == redacted
     assert int(response.headers["content-length"]) == len(response.content)
+
+
+@pytest.mark.parametrize(
+    ("written", "redacted"),
+    [
+        (
+            "<a href=/pay?card=4111%201111%201111%201111 class=btn>Pay</a>",
+            "<a href=/pay?card=****%20****%20****%201111 class=btn>Pay</a>",
+        ),
+        (
+            "<a href=tel:+44%2020%207946%200958 class=btn>Call</a>",
+            "<a href=tel:+**%20**%20****%20**58 class=btn>Call</a>",
+        ),
+        (
+            "<a href='/p?phone=%2B44+20+7946+0958&amp;x=1'>",
+            "<a href='/p?phone=%2B**+**+****+**58&amp;x=1'>",
+        ),
+        (
+            '<a href="/u/jane%40b%C3%BCcher.de">',
+            '<a href="/u/j***@b%C3%BCcher.de">',
+        ),
+        # Characters that are not part of a finding stay where they were.
+        ("<p>\\jane@example.com</p>", "<p>\\j***@example.com</p>"),
+        ("<p>&nbsp4111 1111 1111 1111</p>", "<p>&nbsp**** **** **** 1111</p>"),
+    ],
+)
+async def test_replacements_are_written_back_in_the_encoding_they_replace(
+    written: str, redacted: str
+) -> None:
+    # A replacement found behind percent-escapes is percent-encoded again: spaces written
+    # into an unquoted attribute or a query would end the attribute or break the URL.
+    response = await get(app_for(endpoint_for(written.encode(), "text/html")))
+    assert response.status_code == 200
+    assert response.text == redacted
+
+
+async def test_replacements_in_script_urls_are_percent_encoded() -> None:
+    body = b'location.href = "/pay?card=4111%201111%201111%201111&n=jane%40example.com";'
+    response = await get(app_for(endpoint_for(body, "application/javascript")))
+    assert (
+        response.text == 'location.href = "/pay?card=****%20****%20****%201111&n=j***@example.com";'
+    )
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    digits=st.text(st.sampled_from("0123456789"), min_size=14, max_size=14),
+    secret=st.sampled_from(["card", "email", "phone"]),
+    quote=st.sampled_from(["", '"', "'"]),
+)
+def test_urls_keep_their_shape_and_never_release_the_value(
+    data: st.DataObject, digits: str, secret: str, quote: str
+) -> None:
+    pan = luhn_complete("4" + digits)
+    value = {
+        "card": f"{pan[:4]} {pan[4:8]} {pan[8:12]} {pan[12:]}",
+        "email": EMAIL,
+        "phone": "+44 20 7946 0958",
+    }[secret]
+    written = []
+    for ch in value:
+        if ch == " ":
+            written.append(data.draw(st.sampled_from(["+", "%20"])))
+        elif ch == "+" or data.draw(st.booleans()):
+            written.append(f"%{ord(ch):02X}")
+        else:
+            written.append(ch)
+    url = f"/pay?v={''.join(written)}&n=2"
+    body = f"<a href={quote}{url}{quote} class=btn>Pay</a>"
+    response = run(get(app_for(endpoint_for(body.encode(), "text/html"))))
+    assert response.status_code == 200
+    shape = re.fullmatch(
+        rf"<a href={quote}/pay\?([^\s<>\"']*){quote} class=btn>Pay</a>", response.text
+    )
+    assert shape is not None, response.text
+    pairs = parse_qsl(shape[1], keep_blank_values=True, strict_parsing=True)
+    assert [k for k, _ in pairs] == ["v", "n"] and pairs[1] == ("n", "2")
+    shown = pairs[0][1]
+    assert "***" in shown
+    assert pan not in re.sub(r"\D", "", shown) and EMAIL not in shown
+    assert "7946" not in shown
 
 
 @pytest.mark.parametrize(

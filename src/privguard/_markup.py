@@ -24,6 +24,7 @@ from collections.abc import Callable
 from html.entities import html5
 from io import StringIO
 from typing import Final
+from urllib.parse import quote, quote_plus
 
 from ._detection import Finding, TextScanner
 
@@ -33,16 +34,27 @@ Replace = Callable[[Finding, str], str]
 Escape = Callable[[str], str]
 
 
+# What a decoded view decoded, so a replacement can be written back in that encoding.
+_REFS: Final = 1  # character references: written back HTML-escaped
+_JS: Final = 2  # string escapes: written back as string escapes
+_PERCENT_ESCAPES: Final = 4  # percent-escapes: written back percent-encoded
+_PLUS: Final = 8  # ... with "+" for a space, as the original did (a query)
+_INVISIBLE_DROPPED: Final = 16  # characters nobody sees, dropped: nothing to write back
+_LITERAL_TAIL: Final = _REFS | _JS  # views whose escapes may end in text kept as it is
+
+
 class _Map:
     """Positions in a decoded view back to positions in the text it was decoded from.
 
     One entry per decoded escape (view span → original span, in order); between entries
-    the offset is constant. Four machine integers an escape, whatever the text.
+    the offset is constant. Four machine integers an escape, whatever the text. ``kind``
+    says what the view decoded (``_REFS``, ``_JS``, ...).
     """
 
-    __slots__ = ("_oe", "_os", "_ve", "_vs")
+    __slots__ = ("_oe", "_os", "_ve", "_vs", "kind")
 
-    def __init__(self) -> None:
+    def __init__(self, kind: int = 0) -> None:
+        self.kind = kind
         self._vs = array("q")
         self._ve = array("q")
         self._os = array("q")
@@ -70,15 +82,36 @@ class _Map:
         ve = self._ve[i]
         return self._oe[i] if pos <= ve else pos - ve + self._oe[i]
 
+    def decoded_in(self, start: int, end: int) -> int:
+        """``kind`` if something was decoded inside the view span ``start:end`` (for the
+        percent view, with ``_PLUS`` when one of those was a ``+``), else 0."""
+        i = bisect_right(self._ve, start)  # the first entry ending after ``start``
+        if i == len(self._vs) or self._vs[i] >= end:
+            return 0
+        kind = self.kind
+        if kind == _PERCENT_ESCAPES:
+            stop = bisect_left(self._vs, end)
+            if any(self._oe[j] - self._os[j] == 1 for j in range(i, stop)):  # "+" only
+                kind |= _PLUS
+        return kind
+
 
 Decoder = Callable[["re.Match[str]"], "str | None"]
 
 
-def _decode(text: str, pattern: re.Pattern[str], decode: Decoder) -> tuple[str, _Map | None]:
-    """``text`` with each match of ``pattern`` replaced by ``decode(match)`` (None: kept)."""
+def _decode(
+    text: str, pattern: re.Pattern[str], decode: Decoder, kind: int
+) -> tuple[str, _Map | None]:
+    """``text`` with each match of ``pattern`` replaced by ``decode(match)`` (None: kept).
+
+    Text the original holds as it is at the end of a match (the ``j`` of ``\\j``, the
+    ``x`` of ``&ampx``) is not an entry of the map, so a finding that starts at the ``j``
+    starts there in the original too, and its replacement leaves the backslash, which is
+    not part of it, where it was.
+    """
     out = StringIO()
     write = out.write
-    positions = _Map()
+    positions = _Map(kind)
     vs, ve, os, oe = (
         positions._vs.append,
         positions._ve.append,
@@ -94,6 +127,22 @@ def _decode(text: str, pattern: re.Pattern[str], decode: Decoder) -> tuple[str, 
         size = len(rep)
         if size == end - start and rep == match.group():
             continue
+        if kind & _LITERAL_TAIL and rep[-1:] == text[end - 1]:
+            # A backslash before a character with no escape of its own ("\\j" is "j"), or a
+            # named reference without ";" and the text that follows it ("&ampjane" is
+            # "&jane"): the tail is the original's own text, not decoded.
+            if kind == _JS:
+                tail = 1 if end - start == 2 else 0
+            else:
+                common = min(size, end - start)
+                tail = 0
+                while tail < common and rep[size - 1 - tail] == text[end - 1 - tail]:
+                    tail += 1
+                if text[start + 1] == "#" or text[end - 1] == ";":
+                    tail = 0
+            end -= tail
+            size -= tail
+            rep = rep[:size]
         write(text[last:start])
         write(rep)
         vs(start + shift)
@@ -160,10 +209,11 @@ def _js_escape(match: re.Match[str]) -> str | None:
 
 
 # Percent-escapes (URLs in attributes and scripts): one ASCII byte, or one UTF-8
-# sequence; "+" between digits is a space in a query ("4111+1111+..."). Other bytes are
-# left as written.
+# sequence; "+" between digits, written as they are or percent-escaped, is a space in a
+# query ("4111+1111+...", "4111+%31111"). Other bytes are left as written.
 _PERCENT: Final = re.compile(
-    r"%[0-7][0-9a-fA-F]|%[c-fC-F][0-9a-fA-F](?:%[89abAB][0-9a-fA-F]){1,3}|(?<=[0-9])\+(?=[0-9])"
+    r"%[0-7][0-9a-fA-F]|%[c-fC-F][0-9a-fA-F](?:%[89abAB][0-9a-fA-F]){1,3}"
+    r"|(?:(?<=[0-9])|(?<=%3[0-9]))\+(?=[0-9]|%3[0-9])"
 )
 
 
@@ -205,71 +255,103 @@ class _View:
         self.text = text
         self.maps = maps
 
-    def then(self, pattern: re.Pattern[str], decode: Decoder) -> _View:
+    def then(self, pattern: re.Pattern[str], decode: Decoder, kind: int) -> _View:
         if pattern is _INVISIBLE and not _has_any(self.text, _INVISIBLE_CHARS):
             return self
-        text, positions = _decode(self.text, pattern, decode)
+        text, positions = _decode(self.text, pattern, decode, kind)
         if positions is None:
             return self
         return _View(text, [*self.maps, positions])
 
-    def original(self, start: int, end: int) -> tuple[int, int]:
+    def original(self, start: int, end: int) -> tuple[int, int, int]:
+        """The original span of the view span ``start:end``, and what was decoded in it."""
+        decoded = 0
         for positions in reversed(self.maps):
+            decoded |= positions.decoded_in(start, end)
             start, end = positions.start(start), positions.end(end)
-        return start, end
+        return start, end, decoded
 
 
 def _views(text: str) -> list[_View]:
     """The views to scan: the text as written (always), with character references and
     string escapes decoded (when there are any), and with percent-escapes decoded too."""
     written = _View(text, [])
-    views = [written.then(_INVISIBLE, _invisible)]
+    views = [written.then(_INVISIBLE, _invisible, _INVISIBLE_DROPPED)]
     decoded = written
     if "&" in text or "\\" in text:
-        decoded = written.then(_HTML_REF, _html_ref).then(_JS_ESCAPE, _js_escape)
+        decoded = written.then(_HTML_REF, _html_ref, _REFS).then(_JS_ESCAPE, _js_escape, _JS)
         if decoded is not written:
-            views.append(decoded.then(_INVISIBLE, _invisible))
+            views.append(decoded.then(_INVISIBLE, _invisible, _INVISIBLE_DROPPED))
     if "%" in decoded.text or "+" in decoded.text:
-        percent = decoded.then(_PERCENT, _percent)
+        percent = decoded.then(_PERCENT, _percent, _PERCENT_ESCAPES)
         if percent is not decoded:
-            views.append(percent.then(_INVISIBLE, _invisible))
+            views.append(percent.then(_INVISIBLE, _invisible, _INVISIBLE_DROPPED))
     return views
 
 
-def redact_markup(text: str, scanner: TextScanner, replace: Replace, escape: Escape) -> str:
+def redact_markup(
+    text: str,
+    scanner: TextScanner,
+    replace: Replace,
+    *,
+    charset: str = "utf-8",
+    script: bool = False,
+) -> str:
     """``text`` (HTML, XML or JavaScript) with what the detectors find redacted, whether
     it is written as is or behind character references, string escapes or
-    percent-escapes. ``replace`` is the redactor's text replacer; ``escape`` makes its
-    result safe where it lands (:func:`html_escaper`, :func:`script_escaper`)."""
-    spans: list[tuple[int, int, Finding, str]] = []
+    percent-escapes. ``replace`` is the redactor's text replacer. Each replacement is
+    written back in the encoding of what it replaces, so the markup around it stays
+    valid: percent-encoded where percent-escapes were decoded in the span (a URL), as
+    string escapes where string escapes were (or everywhere, with ``script``), else
+    HTML-escaped; characters ``charset`` lacks as references or escapes."""
+    spans: list[tuple[int, int, Finding, str, int]] = []
     for view in _views(text):
         seen = view.text
         if _has_any(seen, _SPACE_CHARS):
             seen = _SPACES.sub(" ", seen)
         for finding in scanner.scan(seen):
-            start, end = view.original(finding.start, finding.end)
-            spans.append((start, end, finding, seen[finding.start : finding.end]))
+            start, end, decoded = view.original(finding.start, finding.end)
+            spans.append((start, end, finding, seen[finding.start : finding.end], decoded))
     if not spans:
         return text
+    escape = script_escaper(charset) if script else html_escaper(charset)
+    as_script = script_escaper(charset)
+
+    def written_back(widest: tuple[int, int, Finding, str, int], decoded: int) -> str:
+        out = replace(widest[2], widest[3])
+        if decoded & _PERCENT_ESCAPES:
+            return _percent_escape(out, plus=bool(decoded & _PLUS))
+        if decoded & _JS and not script:
+            out = as_script(out)  # what it writes is inert as HTML, too
+        return escape(out)
+
     # The views mostly find the same spans; where spans overlap, the union is replaced by
     # the replacement for the widest (what else lies in the union is dropped: more
-    # redaction, never less).
+    # redaction, never less), written back in every encoding decoded in the union.
     spans.sort(key=lambda span: (span[0], span[0] - span[1]))
     out = StringIO()
     last = 0
+
+    def emit(
+        start: int, end: int, widest: tuple[int, int, Finding, str, int], decoded: int
+    ) -> None:
+        out.write(text[last:start])
+        out.write(written_back(widest, decoded))
+
     group_start, group_end, widest = spans[0][0], spans[0][1], spans[0]
+    decoded = widest[4]
     for span in spans[1:]:
         if span[0] < group_end:
             if span[1] - span[0] > widest[1] - widest[0]:
                 widest = span
             group_end = max(group_end, span[1])
+            decoded |= span[4]
             continue
-        out.write(text[last:group_start])
-        out.write(escape(replace(widest[2], widest[3])))
+        emit(group_start, group_end, widest, decoded)
         last = group_end
         group_start, group_end, widest = span[0], span[1], span
-    out.write(text[last:group_start])
-    out.write(escape(replace(widest[2], widest[3])))
+        decoded = span[4]
+    emit(group_start, group_end, widest, decoded)
     out.write(text[group_end:])
     return out.getvalue()
 
@@ -322,3 +404,16 @@ def script_escaper(charset: str) -> Escape:
         return "".join(out)
 
     return escape
+
+
+# What a replacement keeps as written in a URL: letters, digits and the characters of a
+# mask or an address ("*", "@", ".", "-", "_", "~"); "+" too, unless a "+" meant a space.
+_URL_SAFE: Final = "*@.-_~"
+
+
+def _percent_escape(text: str, *, plus: bool) -> str:
+    """``text`` percent-encoded (UTF-8) for a URL: spaces as ``%20``, or as ``+`` (and a
+    ``+`` as ``%2B``) where the original wrote spaces as ``+``."""
+    if plus:
+        return quote_plus(text, safe=_URL_SAFE)
+    return quote(text, safe=_URL_SAFE + "+")

@@ -34,7 +34,7 @@ from ._decisions import Decision
 from ._decorators import ROUTE_ATTRIBUTE, RouteSpec
 from ._errors import PolicyError, PrivguardError, RedactionError, UnparseableBody
 from ._guard import Privguard
-from ._markup import html_escaper, redact_markup, script_escaper
+from ._markup import redact_markup
 from ._problems import DEFAULT_PROBLEM_BASE, Problem, check_base
 from ._streams import (
     ByteStreamRedactor,
@@ -1104,8 +1104,13 @@ class _Responder:
         """HTML, XML and scripts: escaped text decoded before the detectors (``_markup``)."""
         mw = self.mw
         charset = self.plan.charset
-        escape = html_escaper(charset) if self.mode == _HTML else script_escaper(charset)
-        text = redact_markup(self._decode(data), mw._scanner, mw._replacer(self.audience), escape)  # type: ignore[arg-type]
+        text = redact_markup(
+            self._decode(data),
+            mw._scanner,  # type: ignore[arg-type]
+            mw._replacer(self.audience),
+            charset=charset,
+            script=self.mode == _SCRIPT,
+        )
         return text.encode(charset)
 
     # -- text, NDJSON, SSE: streamed ------------------------------------------------------------
