@@ -40,3 +40,17 @@ def test_a_tuple_subclass_with_its_own_constructor_becomes_a_tuple() -> None:
 def test_event_passes_and_postal_pincodes_are_not_credentials() -> None:
     out = Redactor().redact({"pass": "VIP", "pincode": "560001", "pin": "1234", "password": "x"})
     assert out == {"pass": "VIP", "pincode": "560001", "pin": None, "password": None}
+
+
+def test_long_keys_and_wide_dicts_are_not_remembered_across_calls() -> None:
+    """The key caches pin memory across requests: they hold short keys only, and key
+    sets of at most 64 keys."""
+    redactor = Redactor(paths={"$.a.*": "user.contact.email"})
+    for i in range(300):
+        redactor.redact({"a": {f"{'k' * 200}{i}": "x"}, f"{'z' * 200}{i}": 1})
+        redactor.redact({f"field{j}_{i}": j for j in range(70)})
+    assert all(len(k) <= 128 for k in redactor._key_cat)
+    assert all(len(k) <= 128 for (_, k) in redactor._paths._cache)
+    for shapes in redactor._shapes.values():
+        assert all(len(keys) <= 64 for keys in shapes)
+        assert all(len(k) <= 128 for keys in shapes for k in keys)

@@ -434,7 +434,7 @@ class _PathAutomaton:
                 elif seg == key or (seg == "*" and key != "[]"):
                     out.add((i, j + 1))
             nxt = self._close(frozenset(out))
-            if remember and len(self._cache) < 65536:
+            if remember and len(key) <= _CACHED_KEY_MAX and len(self._cache) < 65536:
                 self._cache[cache_key] = nxt
         return nxt
 
@@ -541,6 +541,9 @@ _COMPILE_AFTER: Final = 2
 _SHAPE_LIMIT: Final = 2048
 _COMPILED_LIMIT: Final = 256
 _SHAPE_MAX_KEYS: Final = 64
+# Caches of keys (categories, path steps, shapes) hold keys of at most this length: the
+# memory they pin across requests stays bounded whatever keys responses carry.
+_CACHED_KEY_MAX: Final = 128
 
 
 def _generate_shape(
@@ -931,7 +934,7 @@ class Redactor:
                 if norm.endswith(suffix):
                     category = cat
                     break
-        if not personal and len(self._key_cat) < 65536:
+        if not personal and len(key) <= _CACHED_KEY_MAX and len(self._key_cat) < 65536:
             self._key_cat[key] = category
         return category, personal
 
@@ -1246,7 +1249,12 @@ class Redactor:
             fn = None if cat is None else self._leaf_function(cat, audience)
             plan.append((cat, None if fn is _KEYED else fn))
         shape = _Shape(tuple(plan), tuple(personal))
-        if not personal and len(shapes) < _SHAPE_LIMIT:
+        if (
+            not personal
+            and len(shapes) < _SHAPE_LIMIT
+            and len(keys) <= _SHAPE_MAX_KEYS
+            and all(type(k) is not str or len(k) <= _CACHED_KEY_MAX for k in keys)
+        ):
             shapes[keys] = shape
         return shape
 
