@@ -2,13 +2,20 @@
 
 The inputs are those an independent review found leaking when each line was redacted on
 its own: JSON spread over several data lines, CR-only line endings, a leading byte order
-mark, and the event terminator lost after a CR.
+mark, and the event terminator lost after a CR; and, from a second review, data that is
+a JSON string with escapes, or an HTML fragment with character references.
 """
 
 from __future__ import annotations
 
+import asyncio
+import html
+import json
+
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -118,3 +125,65 @@ async def test_svg_is_read_as_xml_not_passed_as_an_image() -> None:
     assert response.status_code == 200
     assert b"jane" not in response.content
     assert response.content.startswith(b"<svg")
+
+
+@pytest.mark.parametrize(
+    ("data", "redacted"),
+    [
+        # A JSON string: JSON.parse gives the address.
+        (b'"jane\\u0040example.com"', b'"j***@example.com"'),
+        # HTML fragments, as htmx's SSE extension swaps them into the page.
+        (b"<p>jane&#64;example.com</p>", b"<p>j***@example.com</p>"),
+        (b"<td>4111&nbsp;1111&nbsp;1111&nbsp;1111</td>", b"<td>**** **** **** 1111</td>"),
+        (
+            b"<a href=/pay?card=4111%201111%201111%201111 hx-boost>Pay</a>",
+            b"<a href=/pay?card=****%20****%20****%201111 hx-boost>Pay</a>",
+        ),
+        (
+            b"<script>u = 'jane\\x40example.com'</script>",
+            b"<script>u = 'j***@example.com'</script>",
+        ),
+    ],
+)
+async def test_data_is_redacted_as_a_browser_would_read_it(data: bytes, redacted: bytes) -> None:
+    response = await fetch([b"data: " + data + b"\n\n"])
+    assert response.status_code == 200
+    assert response.content == b"data: " + redacted + b"\n\n"
+
+
+def escaped_text(value: str, data: st.DataObject) -> str:
+    """``value`` with some characters as character references (HTML data) ..."""
+    out = []
+    for ch in value:
+        how = data.draw(st.sampled_from(["plain", "decimal", "hex"]))
+        out.append({"plain": ch, "decimal": f"&#{ord(ch)};", "hex": f"&#x{ord(ch):x};"}[how])
+    return "".join(out)
+
+
+def escaped_json(value: str, data: st.DataObject) -> str:
+    """... or as a JSON string with some characters as \\uXXXX escapes (JSON data)."""
+    out = []
+    for ch in value:
+        plain = json.dumps(ch)[1:-1]
+        out.append(f"\\u{ord(ch):04x}" if data.draw(st.booleans()) else plain)
+    return '"' + "".join(out) + '"'
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    secret=st.sampled_from(["jane@example.com", "4111 1111 1111 1111", "5555-5555-5555-4444"]),
+    how=st.sampled_from(["html", "json"]),
+    context=st.sampled_from(["{}", "<p>{}</p>", "mail: {} now", "<b>x</b> {}"]),
+)
+def test_escaped_data_never_releases_the_value(
+    data: st.DataObject, secret: str, how: str, context: str
+) -> None:
+    value = context.format(secret)
+    written = escaped_text(value, data) if how == "html" else escaped_json(value, data)
+    response = asyncio.run(fetch([f"data: {written}\n\n".encode()]))
+    assert response.status_code == 200
+    shown = response.text.removeprefix("data: ").removesuffix("\n\n")
+    shown = html.unescape(shown) if how == "html" else json.loads(shown)
+    assert secret not in shown
+    assert secret.replace("-", " ") not in shown

@@ -76,10 +76,12 @@ def parse_events(text: str) -> list[Event]:
 
 
 def is_json_document(data: str) -> bool:
+    """Any JSON value: an object, an array, a string, a number, ..."""
     try:
-        return isinstance(json.loads(data), dict | list)
+        json.loads(data)
     except ValueError:
         return False
+    return True
 
 
 def shape(event: Event) -> tuple[str, str, object]:
@@ -241,7 +243,14 @@ def payloads(draw: st.DrawFn) -> tuple[str, list[str]]:
         indent = draw(st.sampled_from([None, 0, 1, 2, 4]))
         return json.dumps(doc, indent=indent, ensure_ascii=False), [password, email, card]
     separator = draw(st.sampled_from([" ", "\n", "\n\n"]))  # "\n\n": an empty data line
-    return f"mail {email}{separator}card {card} ok", [email, card]
+    text = f"mail {email}{separator}card {card} ok"
+    if draw(st.booleans()):  # a JSON string, some characters as \uXXXX escapes
+        escaped = [
+            f"\\u{ord(ch):04x}" if draw(st.booleans()) else json.dumps(ch, ensure_ascii=False)[1:-1]
+            for ch in text
+        ]
+        return '"' + "".join(escaped) + '"', [email, card]
+    return text, [email, card]
 
 
 @st.composite
@@ -369,6 +378,34 @@ def test_data_that_opens_an_object_and_is_not_json_is_not_released() -> None:
         redactor.feed('data: {"password": "hunter2", "first_name": "Jane"\n\n')
     with pytest.raises(UnparseableBody):
         sse_redactor().feed('data: {"password": "hunter2"\ndata: [DONE]\n\n')
+
+
+@pytest.mark.parametrize(
+    ("data", "redacted"),
+    [
+        # JSON.parse gives the address: the escape is no hiding place.
+        ('"jane\\u0040example.com"', '"j***@example.com"'),
+        (' "mail jane\\u0040example.com" ', '"mail j***@example.com"'),
+        ("4111111111111111", '"************1111"'),
+        # Nothing to redact: the data goes out as it came, not as JSON would write it.
+        ("1.50", "1.50"),
+        ('"caf\\u00e9"', '"caf\\u00e9"'),
+        ("true", "true"),
+    ],
+)
+def test_data_that_is_any_json_value_is_redacted_as_json(data: str, redacted: str) -> None:
+    assert sse_redactor().feed(f"data: {data}\n\n") == f"data: {redacted}\n\n"
+
+
+def test_a_json_string_the_redactor_refuses_is_not_released_as_text() -> None:
+    def refuse(text: str) -> str:
+        raise UnparseableBody("refused")
+
+    with pytest.raises(UnparseableBody):
+        SseStreamRedactor(refuse, redact_text).feed('data: "jane\\u0040example.com"\n\n')
+    assert SseStreamRedactor(refuse, redact_text).feed("data: 12 apples\n\n") == (
+        "data: 12 apples\n\n"
+    )
 
 
 def test_json_the_redactor_refuses_is_not_released_as_text() -> None:

@@ -28,7 +28,7 @@ from urllib.parse import quote, quote_plus
 
 from ._detection import Finding, TextScanner
 
-__all__ = ["html_escaper", "redact_markup", "script_escaper"]
+__all__ = ["html_escaper", "reads_the_same_decoded", "redact_markup", "script_escaper"]
 
 Replace = Callable[[Finding, str], str]
 Escape = Callable[[str], str]
@@ -287,6 +287,20 @@ def _views(text: str) -> list[_View]:
         if percent is not decoded:
             views.append(percent.then(_INVISIBLE, _invisible, _INVISIBLE_DROPPED))
     return views
+
+
+_ESCAPE_STARTS: Final = re.compile(r"[&\\%+]").search
+_DECODED_DIFFERENTLY: Final = re.compile(f"[&\\\\%+{_INVISIBLE_CHARS}{_SPACE_CHARS}]").search
+
+
+def reads_the_same_decoded(text: str) -> bool:
+    """True when no view of ``text`` differs from it: no reference, escape or ``+``
+    (between digits, a space) to decode, no invisible character, no Unicode space. Such
+    text can take plain text redaction (and its prefilter) for the same result. (For
+    short texts, such as server-sent events, one regex pass beats a scan per character.)"""
+    if text.isascii():
+        return _ESCAPE_STARTS(text) is None
+    return _DECODED_DIFFERENTLY(text) is None
 
 
 def redact_markup(

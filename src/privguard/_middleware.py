@@ -34,7 +34,7 @@ from ._decisions import Decision
 from ._decorators import ROUTE_ATTRIBUTE, RouteSpec
 from ._errors import PolicyError, PrivguardError, RedactionError, UnparseableBody
 from ._guard import Privguard
-from ._markup import redact_markup
+from ._markup import reads_the_same_decoded, redact_markup
 from ._problems import DEFAULT_PROBLEM_BASE, Problem, check_base
 from ._streams import (
     ByteStreamRedactor,
@@ -1131,7 +1131,15 @@ class _Responder:
         return self.mw.redactor.redact_json(line, audience=self.audience).decode("utf-8")
 
     def _text(self, text: str) -> str:
-        return self.mw.redactor.redact_text(text, audience=self.audience)
+        """SSE data that is not JSON, and field values: an HTML fragment (htmx swaps them
+        into the page) or text, read with references and escapes decoded, as HTML is.
+        Text with nothing to decode takes the plain path and its prefilter."""
+        mw = self.mw
+        if mw._scanner is None or reads_the_same_decoded(text):
+            return mw.redactor.redact_text(text, audience=self.audience)
+        return redact_markup(
+            text, mw._scanner, mw._replacer(self.audience), charset=self.plan.charset
+        )
 
     async def _stream_body(self, message: Message) -> None:
         body: bytes = message.get("body", b"")

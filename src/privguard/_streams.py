@@ -335,10 +335,12 @@ class SseStreamRedactor:
     byte order mark at the very start is passed through, and an event is the lines up
     to a blank line. The values of an event's ``data`` lines are joined with ``\\n`` as a
     client joins them, and the joined data is redacted as one value: with
-    ``redact_json`` when it is a JSON object or array (a document spread over several
-    ``data`` lines included), else with ``redact_text``. Data that is not one JSON
-    document is redacted line by line instead (each line as JSON when it is a JSON
-    object or array), so one event with several one-line documents keeps them apart.
+    ``redact_json`` when it is JSON (a document spread over several ``data`` lines
+    included, and any JSON value: a string such as ``"jane\\u0040example.com"``, a
+    number; one with nothing to redact goes out as written), else with ``redact_text``.
+    Data that is not one JSON document but has a line that is an object or array is
+    redacted line by line instead (each line as JSON when it is JSON), so one event
+    with several one-line documents keeps them apart.
     The result goes out as ``data`` lines in the event's place, its other fields
     (``event``, ``id``, ``retry``, ``:`` comments) in their places with their values
     through ``redact_text``, and every line keeps the line ending the stream used.
@@ -510,20 +512,33 @@ class SseStreamRedactor:
         return _SSE_LINE_END.sub(" ", redacted)
 
     def _json_or_none(self, data: str, *, strict: bool = True) -> str | None:
-        """``data`` redacted as JSON, or ``None`` when it is not a JSON object or array.
+        """``data`` redacted as JSON, or ``None`` when it is not JSON.
+
+        Any JSON value counts: a string (``"jane\\u0040example.com"`` is an address to
+        ``JSON.parse``) or a number as well as an object or array. A string, number or
+        literal with nothing to redact goes out as it came (``1.50`` stays ``1.50``).
         JSON that the redactor refuses (too deep, say) is an error, never text; so is data
         that opens an object (``{``) and is not JSON (``{"password": "hunter2"`` cut
         short), whose key-named values the text detectors would not see. Data opening
         with ``[`` that is not JSON (``[DONE]``) is text. ``strict=False``: ``None`` for
         any data that is not JSON (an event's lines may still be one document each)."""
-        if not _json_like(data):
+        head = data.lstrip(_JSON_SPACE)[:1]
+        if head in ("{", "["):
+            try:
+                return self._redact_json(data)
+            except UnparseableBody:
+                if _is_json(data) or (strict and head == "{"):
+                    raise
+                return None
+        if not head or head not in _JSON_SCALAR_START:
             return None
         try:
-            return self._redact_json(data)
+            redacted = self._redact_json(data)
         except UnparseableBody:
-            if _is_json(data) or (strict and data.lstrip(_JSON_SPACE)[:1] == "{"):
+            if _is_json(data):
                 raise
-            return None
+            return None  # "12 apples", "null pointer": text
+        return data if _same_json(data, redacted) else redacted
 
     def _other(self, line: str) -> str:
         """A line other than a data line: a comment, a field, or a line no client reads."""
@@ -550,6 +565,20 @@ def _data_line(line: str, value: str) -> str:
         return line  # unchanged: as it came
     space = " " if line.startswith("data: ") or value[:1] == " " else ""
     return "data:" + space + value
+
+
+# What a JSON value other than an object or array starts with: a string, a number, a
+# literal (true, false, null).
+_JSON_SCALAR_START: Final = frozenset('"-0123456789tfn')
+
+
+def _same_json(data: str, redacted: str) -> bool:
+    """``redacted`` is the value ``data`` is: nothing was redacted in it."""
+    try:
+        before, after = json.loads(data), json.loads(redacted)
+    except ValueError:
+        return False
+    return type(before) is type(after) and before == after
 
 
 def _json_like(text: str) -> bool:
