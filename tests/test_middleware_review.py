@@ -393,6 +393,16 @@ async def test_a_form_that_cannot_be_parsed_is_refused(body: bytes) -> None:
     assert_problem(await get(app_for(endpoint_for(body, FORM))), 502, "unredactable-response")
 
 
+@pytest.mark.parametrize("charset", ["utf-16", "utf-16-le", "utf-32", "utf-7", "cp037"])
+async def test_a_form_in_a_charset_that_is_not_ascii_compatible_is_refused(charset: str) -> None:
+    # Form encoding is defined for charsets that write ASCII as ASCII (browsers submit a
+    # UTF-16 page's forms as UTF-8): anything else is refused, not re-encoded wrongly.
+    body = "a=\u00e9&email=jane@example.com".encode(charset)
+    response = await get(app_for(endpoint_for(body, f"{FORM}; charset={charset}")))
+    assert_problem(response, 502, "unredactable-response")
+    assert "jane".encode(charset) not in response.content
+
+
 def percent_encode(text: str, data: st.DataObject) -> str:
     out = []
     for ch in text:

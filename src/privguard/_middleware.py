@@ -289,6 +289,20 @@ class _Plan:
     utf8: bool = True
 
 
+# Every printable ASCII character, and the controls a form may hold.
+_ASCII: Final = "".join(map(chr, range(0x20, 0x7F))) + "\t\n\r"
+
+
+def _ascii_compatible(charset: str) -> bool:
+    """``charset`` writes ASCII as ASCII, one byte each (not UTF-16, UTF-32, UTF-7 or
+    EBCDIC). Form encoding is defined only for such charsets: the HTML standard submits
+    a UTF-16 page's forms as UTF-8, and a form's percent-escapes are bytes of it."""
+    try:
+        return _ASCII.encode(charset) == _ASCII.encode("ascii")
+    except (UnicodeError, LookupError):
+        return False
+
+
 def _media_matches(media: str, patterns: frozenset[str]) -> bool:
     """``media`` is listed, or its whole type is (``image/*``), unless it is text in
     disguise: ``image/svg+xml`` is XML, which can hold any text, so only an exact entry
@@ -322,6 +336,8 @@ def _plan_for(content_type: bytes | None, safe: frozenset[str]) -> _Plan:
     if media == "application/json" or media.endswith("+json"):
         return _Plan(_JSON, charset, utf8=utf8)
     if media == "application/x-www-form-urlencoded":
+        if not utf8 and not _ascii_compatible(charset):
+            return _Plan(_REFUSE, reason="a form is only read in a charset that keeps ASCII")
         return _Plan(_FORM, charset, utf8=utf8)
     if media in _MARKUP or media.endswith("+xml"):
         return _Plan(_HTML, charset, utf8=utf8)
