@@ -517,6 +517,13 @@ async def test_replacements_are_written_back_in_the_encoding_they_replace(
     assert response.text == redacted
 
 
+async def test_replacements_found_behind_string_escapes_get_string_escapes_in_html() -> None:
+    # Inside <script> a character reference is not decoded: "\\u00fc", not "&#252;".
+    body = b"<script>s = 'jane\\u0040b\\u00fccher.de'</script>"
+    response = await get(app_for(endpoint_for(body, "text/html; charset=ascii")))
+    assert response.content == b"<script>s = 'j***@b\\u00fccher.de'</script>"
+
+
 async def test_replacements_in_script_urls_are_percent_encoded() -> None:
     body = b'location.href = "/pay?card=4111%201111%201111%201111&n=jane%40example.com";'
     response = await get(app_for(endpoint_for(body, "application/javascript")))
