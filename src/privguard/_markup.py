@@ -41,6 +41,7 @@ _PERCENT_ESCAPES: Final = 4  # percent-escapes: written back percent-encoded
 _PLUS: Final = 8  # ... with "+" for a space, as the original did (a query)
 _INVISIBLE_DROPPED: Final = 16  # characters nobody sees, dropped: nothing to write back
 _LITERAL_TAIL: Final = _REFS | _JS  # views whose escapes may end in text kept as it is
+_WRITTEN_BACK: Final = _JS | _PERCENT_ESCAPES  # views whose encoding replacements take
 
 
 class _Map:
@@ -267,7 +268,8 @@ class _View:
         """The original span of the view span ``start:end``, and what was decoded in it."""
         decoded = 0
         for positions in reversed(self.maps):
-            decoded |= positions.decoded_in(start, end)
+            if positions.kind & _WRITTEN_BACK:
+                decoded |= positions.decoded_in(start, end)
             start, end = positions.start(start), positions.end(end)
         return start, end, decoded
 
