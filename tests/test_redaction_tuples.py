@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import NamedTuple
 
-from privguard import Redactor
+import pytest
+
+from privguard import RedactionError, Redactor
 
 Contact = namedtuple("Contact", "email note")
 
@@ -54,3 +56,8 @@ def test_long_keys_and_wide_dicts_are_not_remembered_across_calls() -> None:
     for shapes in redactor._shapes.values():
         assert all(len(keys) <= 64 for keys in shapes)
         assert all(len(k) <= 128 for keys in shapes for k in keys)
+
+
+def test_an_int_too_long_to_write_is_a_redaction_error() -> None:
+    with pytest.raises(RedactionError):
+        Redactor().redact({"phone": 10**5000})

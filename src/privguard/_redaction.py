@@ -471,6 +471,15 @@ _NUMBER_ITEMS: Final = frozenset({int, float, bool})
 _PLAIN_ITEMS: Final = frozenset({int, float, bool, type(None)})
 
 
+def _int_text(value: int) -> str:
+    """``str(value)``, or :class:`RedactionError` for an int longer than Python will
+    write (``sys.get_int_max_str_digits``), which no card or phone number is."""
+    try:
+        return str(value)
+    except ValueError:
+        raise RedactionError("an integer too long to write as text cannot be redacted") from None
+
+
 class _Constant:
     """A one-argument operator that always gives the same text (a label)."""
 
@@ -989,7 +998,7 @@ class Redactor:
             op = self.operator_for(category, audience)
             if op is Operator.KEEP:
                 return value
-            return self._apply_op(op, category, str(value), ctx, field)
+            return self._apply_op(op, category, _int_text(value), ctx, field)
         return value
 
     def _number(
