@@ -61,3 +61,17 @@ def test_long_keys_and_wide_dicts_are_not_remembered_across_calls() -> None:
 def test_an_int_too_long_to_write_is_a_redaction_error() -> None:
     with pytest.raises(RedactionError):
         Redactor().redact({"phone": 10**5000})
+
+
+def test_ints_that_are_ids_are_not_taken_for_card_numbers() -> None:
+    # A 19-digit Visa-prefixed, Luhn-valid int: a random 64-bit id often looks like one.
+    long_id = 4111111111111111110
+    assert str(long_id)[:1] == "4" and len(str(long_id)) == 19
+    card = 4111111111111111
+    redactor = Redactor()
+    out = redactor.redact({"notes": long_id, "span_id": card, "orderId": card, "x": [long_id]})
+    assert out == {"notes": long_id, "span_id": card, "orderId": card, "x": [long_id]}
+    assert redactor.redact({"notes": card, "paid": card}) == {
+        "notes": "************1111",
+        "paid": "************1111",
+    }

@@ -9,7 +9,7 @@ Fields map to categories by, in order of precedence:
    ``iban``, ...), matched case- and separator-insensitively, also as a suffix
    (``billingEmail``);
 4. the free-text detectors on strings under keys that say nothing (``notes``), and on
-   ints of 13 to 19 digits there (a card number sent as a JSON number).
+   ints of 13 to 16 digits there (a card number sent as a JSON number).
 
 Everything below a categorised key has that category. The input is never mutated; the
 result has the same shape (``remove`` leaves ``None`` in place of the value). The
@@ -358,11 +358,15 @@ _SAFE_SCALARS: Final = (
 )
 
 MAX_DEPTH: Final = 200
-# A card number has 13 to 19 digits: an int with fewer passes after one comparison, and
-# only one in between is scanned (as its digits, with the free-text detectors). A
-# negative int is not taken for one.
+# A card number sent as a JSON number has 13 to 16 digits (19-digit cards are printed,
+# not stored as numbers): an int with fewer passes after one comparison, and only one in
+# between is scanned (as its digits, with the free-text detectors). Longer ints are ids:
+# a random 64-bit id (a span id, a snowflake, a bigint key) has 17 to 20 digits, and one
+# in twenty of those would pass for a 19-digit card number. A negative int is not taken
+# for one, nor an int under a key that names an id (``id``, ``span_id``, ``orderId``).
 _INT_SCAN_MIN: Final = 10**12
-_INT_SCAN_MAX: Final = 10**19
+_INT_SCAN_MAX: Final = 10**16
+_ID_KEY: Final = re.compile(r"(?:(?:^|[\W_])(?i:ids?)|(?<=[a-z0-9])(?:Ids?|IDs?))\Z")
 
 
 # -- path patterns --------------------------------------------------------------------------
@@ -1005,7 +1009,7 @@ class Redactor:
         self, value: int, audience: RecipientKind | None, ctx: RedactionContext | None
     ) -> object:
         """An int under a key that says nothing, in a list or alone: its digits redacted
-        as in text when the detectors find a card number in them (13 to 19 digits), else
+        as in text when the detectors find a card number in them (13 to 16 digits), else
         the int itself. The operator's output is a string, or ``None`` for ``remove``."""
         if not _INT_SCAN_MIN <= value < _INT_SCAN_MAX or not self._detect:
             return value
@@ -1088,6 +1092,8 @@ class Redactor:
         if kind is int:
             if category is not None:
                 return self._leaf(value, category, audience, ctx, field)
+            if value >= _INT_SCAN_MIN and _ID_KEY.search(field):  # type: ignore[operator]
+                return value  # an id, by its key's name
             return self._number(value, audience, ctx)  # type: ignore[arg-type]
         if isinstance(value, (*_SAFE_SCALARS, enum.Enum)):
             return value

@@ -109,7 +109,7 @@ def find_personal_data(
     dataclass or a Pydantic model. Values under a personal key (``email``,
     ``card_number``, ... as the redactor knows them, with ``guard``'s extra key names)
     count unless they look redacted (masked, labelled, encrypted); every other string,
-    and every other int of 13 to 19 digits, is scanned with the detectors (card numbers,
+    and every other int of 13 to 16 digits, is scanned with the detectors (card numbers,
     e-mail addresses, phone numbers, IBANs).
     ``categories`` limits the search to those categories and their children. Keys are
     scanned too: a finding in a key is reported as ``$.path.[category] (key)``, and the
