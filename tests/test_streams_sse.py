@@ -455,3 +455,10 @@ def test_configuration_repr_and_protocol() -> None:
     redactor.feed("data: jane@example.com")
     assert repr(redactor) == "SseStreamRedactor(max_event=100, held=22)"
     assert "jane" not in repr(redactor)
+
+
+def test_json_is_what_the_redactor_parses() -> None:
+    """Data the redactor's parser refuses (-Infinity, an int past 64 bits) is text, not a
+    broken stream, and goes out as it came when it holds nothing personal."""
+    text = "data: -Infinity\n\ndata: 123456789012345678901234567890\n\n"
+    assert sse_redactor().feed(text) == text

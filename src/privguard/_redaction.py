@@ -358,6 +358,8 @@ _SAFE_SCALARS: Final = (
 )
 
 MAX_DEPTH: Final = 200
+#: The reason an :class:`UnparseableBody` gives for JSON nested beyond what can be read.
+JSON_TOO_DEEP: Final = "JSON nested too deeply"
 # A card number sent as a JSON number has 13 to 16 digits (19-digit cards are printed,
 # not stored as numbers): an int with fewer passes after one comparison, and only one in
 # between is scanned (as its digits, with the free-text detectors). Longer ints are ids:
@@ -1420,7 +1422,7 @@ class Redactor:
         """Parse, redact and serialise a JSON document. Unparseable: :class:`UnparseableBody`."""
         data = parse_json(body)
         if max_depth is not None and _depth_exceeds(data, max_depth):
-            raise UnparseableBody("JSON nested too deeply")
+            raise UnparseableBody(JSON_TOO_DEEP)
         return dump_json(self.redact(data, audience=audience, context=context))
 
 
@@ -1487,11 +1489,11 @@ def parse_json(body: bytes | str) -> Any:
     except UnicodeDecodeError:
         raise UnparseableBody("body is not valid UTF-8") from None
     except RecursionError:
-        raise UnparseableBody("JSON nested too deeply") from None
+        raise UnparseableBody(JSON_TOO_DEEP) from None
     except ValueError as exc:
         message = str(exc).lower()
         nested = "recursion" in message or "depth" in message
-        reason = "JSON nested too deeply" if nested else "invalid JSON"
+        reason = JSON_TOO_DEEP if nested else "invalid JSON"
         raise UnparseableBody(reason) from None
 
 

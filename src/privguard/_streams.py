@@ -12,13 +12,13 @@ cannot (it fails closed).
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from collections.abc import Callable
 from typing import Final, Protocol
 
 from ._detection import _WIDE_DOTS, Finding, TextScanner, _resolve
 from ._errors import PolicyError, RedactionError, UnparseableBody
+from ._redaction import JSON_TOO_DEEP, parse_json
 from ._taxonomy import Categories
 
 __all__ = [
@@ -501,7 +501,9 @@ class SseStreamRedactor:
         if redacted is None:
             if len(values) > 1 and any(_json_like(v) for v in values):
                 return [self._redact_value(v) for v in values]
-            redacted = self._json_or_none(data) or self._redact_text(data)
+            if data.lstrip(_JSON_SPACE)[:1] == "{":
+                raise UnparseableBody("event data opens a JSON object but is not JSON")
+            redacted = self._redact_text(data)
         return _SSE_LINE_END.split(redacted)
 
     def _redact_value(self, value: str) -> str:
@@ -575,8 +577,8 @@ _JSON_SCALAR_START: Final = frozenset('"-0123456789tfn')
 def _same_json(data: str, redacted: str) -> bool:
     """``redacted`` is the value ``data`` is: nothing was redacted in it."""
     try:
-        before, after = json.loads(data), json.loads(redacted)
-    except ValueError:
+        before, after = parse_json(data), parse_json(redacted)
+    except UnparseableBody:
         return False
     return type(before) is type(after) and before == after
 
@@ -586,12 +588,12 @@ def _json_like(text: str) -> bool:
 
 
 def _is_json(text: str) -> bool:
+    """Whether ``text`` is JSON as the redactor reads it (the same parser, orjson where
+    installed: a value it refuses, such as ``-Infinity``, is text here too)."""
     try:
-        json.loads(text)
-    except RecursionError:
-        return True  # JSON, nested beyond what can be read
-    except ValueError:
-        return False
+        parse_json(text)
+    except UnparseableBody as exc:
+        return exc.reason == JSON_TOO_DEEP  # JSON, nested beyond what can be read
     return True
 
 
