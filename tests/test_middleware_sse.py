@@ -187,3 +187,22 @@ def test_escaped_data_never_releases_the_value(
     shown = html.unescape(shown) if how == "html" else json.loads(shown)
     assert secret not in shown
     assert secret.replace("-", " ") not in shown
+
+
+async def test_html_reads_amount_spaces_as_plain_text_does() -> None:
+    """Thin spaces group an amount's digits: no phone number in a page either."""
+    page = "<p>Total: 06\u202f12\u202f34\u202f56\u202f78 €</p>".encode()
+
+    async def invoice(request: Request) -> Response:
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    app = Starlette(
+        routes=[Route("/invoice", invoice)],
+        middleware=[
+            Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/invoice")
+    assert response.content == page

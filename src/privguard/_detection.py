@@ -166,16 +166,17 @@ _NUM_TAIL: Final = re.compile(rf"[+(]?\d+(?:{_SEP}\d+)*[ \-./()]{{0,2}}\Z")
 # space; hyphens and dashes; the fullwidth "＋ （ ） ． ／" of CJK input. "4111\u202f1111…"
 # (a French thousands space) is a card number; a tab is not read as a space (columns of
 # numbers in a table are no card).
+_SPACE_SEPARATORS: Final = (
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u202f\u205f\u3000"
+)
+# Invisible: a soft hyphen, zero-width spaces and joiners, the word joiner, a stray BOM.
+# A reader sees "4111\u200b1111…" as one number.
+_INVISIBLE_SEPARATORS: Final = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
 _AS_ASCII_SEPARATORS: Final = str.maketrans(
     {
-        **dict.fromkeys(
-            "\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-            "\u202f\u205f\u3000",
-            " ",
-        ),
-        # Invisible: a soft hyphen, zero-width spaces and joiners, the word joiner, a
-        # stray BOM. A reader sees "4111\u200b1111…" as one number.
-        **dict.fromkeys("\u00ad\u200b\u200c\u200d\u2060\ufeff", " "),
+        **dict.fromkeys(_SPACE_SEPARATORS, " "),
+        **dict.fromkeys(_INVISIBLE_SEPARATORS, " "),
         **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d", "-"),
         "\uff0b": "+",
         "\uff08": "(",

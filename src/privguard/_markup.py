@@ -26,7 +26,7 @@ from io import StringIO
 from typing import Final
 from urllib.parse import quote, quote_plus
 
-from ._detection import Finding, TextScanner
+from ._detection import _INVISIBLE_SEPARATORS, _SPACE_SEPARATORS, Finding, TextScanner
 
 __all__ = ["html_escaper", "reads_the_same_decoded", "redact_markup", "script_escaper"]
 
@@ -227,18 +227,13 @@ def _percent(match: re.Match[str]) -> str | None:
 
 # Characters a reader does not see (soft hyphen, zero-width space and joiners, word
 # joiner, BOM): dropped from the view, so "4111&shy;1111..." reads as the number it shows.
-_INVISIBLE_CHARS: Final = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+_INVISIBLE_CHARS: Final = _INVISIBLE_SEPARATORS
+_PLAIN_SPACES: Final = str.maketrans(dict.fromkeys(_SPACE_SEPARATORS, " "))
 _INVISIBLE: Final = re.compile(f"[{_INVISIBLE_CHARS}]+")
 
 
 def _invisible(match: re.Match[str]) -> str | None:
     return ""
-
-
-# Spaces other than U+0020 (no-break, thin, ideographic ...) read as one in the view:
-# the detectors know ASCII separators. Same length, so no map is needed.
-_SPACE_CHARS: Final = "\u00a0\u1680\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
-_SPACES: Final = re.compile(f"[{_SPACE_CHARS}]")
 
 
 def _has_any(text: str, chars: str) -> bool:
@@ -292,12 +287,12 @@ def _views(text: str) -> list[_View]:
 
 
 _ESCAPE_STARTS: Final = re.compile(r"[&\\%+]").search
-_DECODED_DIFFERENTLY: Final = re.compile(f"[&\\\\%+{_INVISIBLE_CHARS}{_SPACE_CHARS}]").search
+_DECODED_DIFFERENTLY: Final = re.compile(f"[&\\\\%+{_INVISIBLE_CHARS}]").search
 
 
 def reads_the_same_decoded(text: str) -> bool:
     """True when no view of ``text`` differs from it: no reference, escape or ``+``
-    (between digits, a space) to decode, no invisible character, no Unicode space. Such
+    (between digits, a space) to decode, no invisible character. Such
     text can take plain text redaction (and its prefilter) for the same result. (For
     short texts, such as server-sent events, one regex pass beats a scan per character.)"""
     if text.isascii():
@@ -322,12 +317,13 @@ def redact_markup(
     HTML-escaped; characters ``charset`` lacks as references or escapes."""
     spans: list[tuple[int, int, Finding, str, int]] = []
     for view in _views(text):
-        seen = view.text
-        if _has_any(seen, _SPACE_CHARS):
-            seen = _SPACES.sub(" ", seen)
+        seen = view.text  # Unicode spaces and dashes: the scanner reads them itself
         for finding in scanner.scan(seen):
             start, end, decoded = view.original(finding.start, finding.end)
-            spans.append((start, end, finding, seen[finding.start : finding.end], decoded))
+            # The replacement is made from the text with plain spaces ("&nbsp;" between
+            # card groups is masked as "**** **** …", as the page shows it).
+            matched = seen[finding.start : finding.end].translate(_PLAIN_SPACES)
+            spans.append((start, end, finding, matched, decoded))
     if not spans:
         return text
     escape = script_escaper(charset) if script else html_escaper(charset)
