@@ -192,3 +192,11 @@ def test_invisible_characters_between_groups_do_not_hide_a_card_number(invisible
 def test_french_phone_numbers_with_no_break_spaces_are_found() -> None:
     number = "06\u00a012\u00a034\u00a056\u00a078"
     assert phones(f"tel {number}") == [number]
+
+
+def test_a_trunk_prefix_alone_before_an_ungrouped_number_is_read_without_error() -> None:
+    # The only break follows the trunk prefix: nothing is left to judge (found by
+    # hypothesis: "0 51000000" raised IndexError).
+    for text in ["//0 5100000000000008 ", "0 51000000", "tel 0 301234567"]:
+        SCANNER.scan(text)
+    assert phones("tel 030 1234567") == ["030 1234567"]

@@ -481,10 +481,11 @@ class TextScanner:
         n = len(text)
         hold = max(floor, n - 2)  # findings look at most two characters past their end
         if self._card or self._phone:
-            tail = text if text.isascii() else _ascii_separators(text)
-            m = _NUM_TAIL.search(tail, max(floor, n - 2 * _MAX_CARD_SPAN))
+            lo = max(floor, n - 2 * _MAX_CARD_SPAN)
+            tail = text[lo:]  # only the end can still grow into a number
+            m = _NUM_TAIL.search(tail if tail.isascii() else _ascii_separators(tail))
             if m:
-                start = m.start()
+                start = lo + m.start()
                 if n - start > _MAX_CARD_SPAN + 8:
                     # Only the last groups can still join a number: windows are shorter.
                     for g in _DIGIT_GROUP.finditer(text, start, n):
@@ -931,7 +932,7 @@ class _RegionNumbers:
         With no format for the number, any grouping is taken.
         """
         home = self.home_breaks(nsn)
-        if home is None:
+        if home is None or not breaks:
             return True
         if len(home) >= 2:
             return all(any(abs(b - h) <= slack for h in home) for b in breaks)
