@@ -61,12 +61,6 @@ class _Map:
         self._os = array("q")
         self._oe = array("q")
 
-    def add(self, vs: int, ve: int, os: int, oe: int) -> None:
-        self._vs.append(vs)
-        self._ve.append(ve)
-        self._os.append(os)
-        self._oe.append(oe)
-
     def start(self, pos: int) -> int:
         """Where a span starting at view ``pos`` starts in the original."""
         i = bisect_right(self._vs, pos) - 1
