@@ -920,42 +920,39 @@ class _RegionNumbers:
             return PhoneNumberType.FIXED_LINE_OR_MOBILE
         return kind
 
-    def layout_fits(self, nsn: str, breaks: tuple[int, ...], *, slack: int = 0) -> bool:
-        """Whether groups ending at ``breaks`` are a way ``nsn`` is written at home.
-
-        The national format (phonenumbers' metadata, as ``format_number`` picks it) gives
-        where its groups end. Where it has several groups ("415 555 0132", "06 12 34 56
-        78"), every written break must be one of them, give or take ``slack`` digits:
-        some groups may run together, none is split elsewhere ("2026-000001" is no US
-        number). Where it has two (an area code of varying length and the rest, as in
-        Germany), the first written break must be within two digits of the format's.
-        With no format for the number, any grouping is taken.
-        """
-        home = self.home_breaks(nsn)
-        if home is None or not breaks:
-            return True
-        if len(home) >= 2:
-            return all(any(abs(b - h) <= slack for h in home) for b in breaks)
-        if len(home) == 1:
-            return abs(breaks[0] - home[0]) <= 2
-        return True
-
-    def home_breaks(self, nsn: str) -> tuple[int, ...] | None:
-        """Where the groups of ``nsn``'s national format end (None: no format)."""
+    def home_format(self, nsn: str, *, grouped: bool) -> tuple[str, tuple[int, ...] | None]:
+        """How the national format writes ``nsn``: the digits it puts before it (the
+        trunk "0"), and, when ``grouped``, where its groups end (None: no format)."""
         m = self.formats.fullmatch(nsn) if self.formats is not None else None
         if m is None or m.lastgroup is None:
-            return None
-        shown = self.format_patterns[int(m.lastgroup[1:])].fullmatch(nsn)
+            return "", None
+        k = int(m.lastgroup[1:])
+        if not grouped:
+            return self.format_prefixes[k], None
+        shown = self.format_patterns[k].fullmatch(nsn)
         if shown is None:
-            return None
-        return tuple(shown.end(g) for g in range(1, shown.re.groups))
+            return self.format_prefixes[k], None
+        return self.format_prefixes[k], tuple(shown.end(g) for g in range(1, shown.re.groups))
 
-    def home_prefix(self, nsn: str) -> str:
-        """The digits the national format writes before ``nsn`` (the trunk "0")."""
-        m = self.formats.fullmatch(nsn) if self.formats is not None else None
-        if m is None or m.lastgroup is None:
-            return ""
-        return self.format_prefixes[int(m.lastgroup[1:])]
+
+def _layout_fits(home: tuple[int, ...] | None, breaks: tuple[int, ...], *, slack: int = 0) -> bool:
+    """Whether groups ending at ``breaks`` are a way a number whose national format's
+    groups end at ``home`` is written at home.
+
+    Where the format has several groups ("415 555 0132", "06 12 34 56 78"), every written
+    break must be one of them, give or take ``slack`` digits: some groups may run
+    together, none is split elsewhere ("2026-000001" is no US number). Where it has two
+    (an area code of varying length and the rest, as in Germany), the first written break
+    must be within two digits of the format's. With no format for the number, or no
+    written break, any grouping is taken.
+    """
+    if home is None or not breaks:
+        return True
+    if len(home) >= 2:
+        return all(any(abs(b - h) <= slack for h in home) for b in breaks)
+    if len(home) == 1:
+        return abs(breaks[0] - home[0]) <= 2
+    return True
 
 
 _PLANS: dict[str, _RegionNumbers] = {}
@@ -1049,7 +1046,7 @@ class _RegionRule:
 
         ``breaks`` says where the written groups of digits end ("415-555-0132": 3, 6);
         a grouping no one writes at home ("2026-000001", a US number by its digits) is
-        no phone number (:meth:`_RegionNumbers.layout_fits`).
+        no phone number (:func:`_layout_fits`).
         """
         prefix = self.national_prefix
         home = self.plans[0]
@@ -1057,20 +1054,18 @@ class _RegionRule:
         # one ("4004-1234" in Brazil): as likely a form or order number as a phone.
         if (len(digits) >= 9 or not prefix) and self.any_plan.fullmatch(digits):
             number_type = _country_number_type(self.plans, digits)
-            if number_type is not None and (
-                # written as at home, or a mobile number in two groups exactly as at
+            if number_type is not None:
+                # One format match gives both the prefix the home format writes and,
+                # when the number is written in groups, where its groups end.
+                home_prefix, home_breaks = home.home_format(digits, grouped=bool(breaks))
+                # Written as at home, or a mobile number in two groups exactly as at
                 # home with the trunk prefix left out ("98765 43210" in India, where
                 # "098765 43210" is the format but mobiles are written without the 0;
-                # not "5 12 23 34 45", a row of numbers in French phone groups)
-                (not home.home_prefix(digits) and (not breaks or home.layout_fits(digits, breaks)))
-                or (
-                    breaks
-                    and len(breaks) == 1
-                    and number_type in _BARE_PHONE_TYPES
-                    and breaks == home.home_breaks(digits)
-                )
-            ):
-                return number_type
+                # not "5 12 23 34 45", a row of numbers in French phone groups).
+                if (not home_prefix and _layout_fits(home_breaks, breaks)) or (
+                    len(breaks) == 1 and number_type in _BARE_PHONE_TYPES and breaks == home_breaks
+                ):
+                    return number_type
         if prefix and digits.startswith(prefix) and self.any_plan.fullmatch(digits, len(prefix)):
             nsn = digits[len(prefix) :]
             if breaks:
@@ -1079,7 +1074,9 @@ class _RegionRule:
                 breaks = tuple(b - cut for b in breaks if b != cut)
                 # Written with its trunk prefix, a number is surely meant as one: a
                 # group boundary one digit off is how many write them ("0207 946 0958").
-                if any(b <= 0 for b in breaks) or not home.layout_fits(nsn, breaks, slack=1):
+                if any(b <= 0 for b in breaks) or not _layout_fits(
+                    home.home_format(nsn, grouped=True)[1], breaks, slack=1
+                ):
                     return None
             return _country_number_type(self.plans, nsn)
         return None
