@@ -39,12 +39,28 @@ def sse_app(parts: list[bytes]) -> Starlette:
 
         return StreamingResponse(gen(), media_type="text/event-stream")
 
+    return guarded(Route("/events", events))
+
+
+def guarded(route: Route) -> Starlette:
+    """An app of one route behind PrivacyMiddleware, every request made by ALICE."""
     return Starlette(
-        routes=[Route("/events", events)],
+        routes=[route],
         middleware=[
             Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
         ],
     )
+
+
+async def get_sent(body: bytes, media_type: str) -> httpx.Response:
+    """What a client gets for an undeclared route that sends ``body`` as ``media_type``."""
+
+    async def endpoint(request: Request) -> Response:
+        return Response(body, media_type=media_type)
+
+    transport = httpx.ASGITransport(app=guarded(Route("/r", endpoint)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        return await client.get("/r")
 
 
 async def fetch(parts: list[bytes]) -> httpx.Response:
@@ -110,18 +126,7 @@ async def test_data_that_opens_an_object_and_is_not_json_is_not_released() -> No
 async def test_svg_is_read_as_xml_not_passed_as_an_image() -> None:
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><text>jane&#64;example.com</text></svg>'
 
-    async def image(request: Request) -> Response:
-        return Response(svg, media_type="image/svg+xml")
-
-    app = Starlette(
-        routes=[Route("/logo.svg", image)],
-        middleware=[
-            Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
-        ],
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await client.get("/logo.svg")
+    response = await get_sent(svg, "image/svg+xml")
     assert response.status_code == 200
     assert b"jane" not in response.content
     assert response.content.startswith(b"<svg")
@@ -193,16 +198,5 @@ async def test_html_reads_amount_spaces_as_plain_text_does() -> None:
     """Thin spaces group an amount's digits: no phone number in a page either."""
     page = "<p>Total: 06\u202f12\u202f34\u202f56\u202f78 €</p>".encode()
 
-    async def invoice(request: Request) -> Response:
-        return Response(page, media_type="text/html; charset=utf-8")
-
-    app = Starlette(
-        routes=[Route("/invoice", invoice)],
-        middleware=[
-            Middleware(PrivacyMiddleware, guard=Privguard(), subject_resolver=lambda s: ALICE)
-        ],
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await client.get("/invoice")
+    response = await get_sent(page, "text/html; charset=utf-8")
     assert response.content == page
